@@ -1,0 +1,36 @@
+/* Route table lifecycle, ordering and its JSON form (the `snapshot` message body, see
+ * docs/control-protocol.md). */
+#ifndef LEGATE_ROUTE_H
+#define LEGATE_ROUTE_H
+
+#include <json-c/json.h>
+
+#include "route-t.h"
+
+#define ROUTE_PROTOCOL_VERSION 1
+
+/* Frees everything a table owns, and the table. Safe on NULL. */
+void route_table_free(struct route_table *t);
+void route_free_fields(struct route *r);
+void route_error_free_fields(struct route_error *e);
+void route_cluster_free_fields(struct route_cluster *c);
+
+/* Ambassador's order: compares the tuple (precedence, len(prefix), header weight, prefix,
+ * method) in descending order. Returns <0 when a must be tried before b, >0 after, 0 when
+ * they tie (keep source order: sort stably). */
+int route_cmp(const struct route *a, const struct route *b);
+/* Σ over header constraints (host as :authority, method as :method included) of
+ * len(name) + len(value, or "*" for presence) + 1 if regex. */
+size_t route_header_weight(const struct route *r);
+/* Stable sort of routes into match order. */
+void route_sort(struct route *routes, size_t n);
+
+/* Returns a new json object (caller owns) for the table's routes, clusters and errors, with
+ * "version"; the caller adds "type". */
+json_object *route_table_to_json(const struct route_table *t);
+/* Builds a table from a parsed snapshot object. Every key is checked: unknown keys, wrong
+ * types, and references to unknown clusters are errors. Returns 0 and *out (caller owns), or
+ * -EINVAL with a one-line reason in err. */
+int route_table_from_json(json_object *obj, struct route_table **out, char *err, size_t errlen);
+
+#endif
