@@ -129,6 +129,7 @@ e2e: all
 test: deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory helm-check
 	@$(MAKE) --no-print-directory format-check
 
 demo: deps
@@ -138,6 +139,18 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	bench/proxy.sh
+
+# ---- packaging (Helm chart, plain manifests, image) ---------------------------------------
+IMAGE ?= legate:$(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' helm/legate/Chart.yaml)
+.PHONY: tools manifests helm-check image
+tools:
+	@scripts/fetch-tools.sh >/dev/null
+manifests:
+	@scripts/render-manifests.sh
+helm-check:
+	@LEGATE_BUILD=$(abspath $(BUILD)) test/helm/check.sh
+image:
+	docker build -t $(IMAGE) .
 
 # ---- formatting ----------------------------------------------------------------------------
 FORMAT_FILES = $(sort $(wildcard common/*.[ch] controller/*.[ch] proxy/*.[ch] test/unit/*.[ch] fuzz/*.[ch]))
