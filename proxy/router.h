@@ -39,6 +39,8 @@ struct px_router;
  * table holds something this proxy cannot route (e.g. an unsupported match kind). */
 struct px_router *px_router_build(const struct route_table *t, char *err, size_t errlen);
 void px_router_free(struct px_router *r);
+/* Returns the bytes the router itself holds (not counting the table), for tests and sizing. */
+size_t px_router_memory(const struct px_router *r);
 
 /* Returns the matching route (borrowed from the table) or NULL. Thread-safe, no allocation. */
 const struct route *px_router_match(const struct px_router *r, const struct px_request_view *req);

@@ -39,5 +39,9 @@ void px_snapshot_publish(struct px_snapshot *s);
 /* Returns a new reference to the current snapshot, or NULL before the first publish. Any
  * thread. */
 struct px_snapshot *px_snapshot_current(void);
+/* Drops the current snapshot so that none is current (as before the first publish); the
+ * last reference frees it. For shutdown, so leak checkers see a clean exit, and for tests.
+ * Main thread only. */
+void px_snapshot_clear(void);
 
 #endif
