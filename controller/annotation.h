@@ -1,0 +1,67 @@
+/* The getambassador.io/config annotation: YAML documents, each one Ambassador object, parsed
+ * and validated one at a time (docs/control-protocol.md, reference/ambassador-mapping.md).
+ *
+ * One bad document never hides another: a YAML syntax error costs the document it is in (the
+ * text is cut at "---" lines, which YAML forbids inside any scalar, and each piece gets its
+ * own parser, so documents after a syntax error are still read); an empty document is
+ * skipped; a Mapping with any error is dropped whole, because routing part of what its author
+ * wrote would route wrongly. Every error names the namespace, Service, Mapping (or
+ * "<document N>"), field and 1-based line within the annotation. */
+#ifndef LEGATE_CONTROLLER_ANNOTATION_H
+#define LEGATE_CONTROLLER_ANNOTATION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "route-t.h"
+
+#define ANNOTATION_KEY "getambassador.io/config"
+/* Kubernetes caps all annotations of an object at 256 KiB together; one cannot be larger. */
+#define ANNOTATION_MAX        (256 * 1024)
+#define ANNOTATION_DEFAULT_ID "default"
+
+/* One valid Mapping. */
+struct mapping {
+    /* ns, svc, mapping and every match/action field are set; cluster is not (the compiler
+     * numbers clusters). */
+    struct route route;
+    /* The upstream from `service`, for the compiler's cluster table. */
+    char *scheme; /* "http" */
+    char *upstream_host;
+    uint16_t upstream_port;
+    int doc;       /* 1-based document number in the annotation */
+    int line;      /* line of the document */
+    int name_line; /* line of the name value, for errors about the name */
+};
+
+struct annotation_opts {
+    const char *ns;
+    const char *svc;
+    const char *ambassador_id; /* objects whose ambassador_id does not list it are ignored */
+};
+
+struct annotation_result {
+    struct mapping *mappings; /* in document order */
+    size_t nmappings;
+    struct route_error *errors; /* the object was rejected */
+    size_t nerrors;
+    struct route_error *warnings; /* recognised but not acted on (kinds not supported yet) */
+    size_t nwarnings;
+    size_t nignored; /* documents for another ambassador_id */
+};
+
+/* Parses and validates text (len bytes, need not be NUL-terminated). Fills *out (the caller
+ * frees it with annotation_result_free) with the valid Mappings and every problem found; never
+ * fails as a whole. Strings in *out are copies. */
+void annotation_parse(const char *text, size_t len, const struct annotation_opts *o,
+                      struct annotation_result *out);
+/* Frees what *r owns and zeroes it. Safe on a zeroed result. */
+void annotation_result_free(struct annotation_result *r);
+/* Frees what a mapping owns (its route fields included). */
+void mapping_free_fields(struct mapping *m);
+
+/* Optimal string alignment distance (Levenshtein plus transpositions), for "did you mean";
+ * strings longer than 64 bytes count as far from everything. Exposed for tests. */
+size_t annotation_edit_distance(const char *a, const char *b);
+
+#endif

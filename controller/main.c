@@ -1,0 +1,275 @@
+/* legate-controller: reads Services from a source into the object cache, compiles every
+ * Mapping into one route table when the cache changes, and pushes the table to the proxy.
+ *
+ *   source (directory; later the Kubernetes API) -> cache -> compile -> push
+ *
+ * Everything runs on one libuv loop; the Kubernetes source will add libcurl's multi_socket
+ * handles to the same loop. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "cache.h"
+#include "compile.h"
+#include "log.h"
+#include "opts.h"
+#include "push.h"
+#include "source_dir.h"
+#include "strmap.h"
+#include "xalloc.h"
+
+/* A burst of changes (a rescan, a relist, kubectl apply of many objects) becomes one compile:
+ * wait this long after the last change, but never longer than the cap after the first one, so
+ * a steady stream of changes still reaches the proxy. */
+#define DEBOUNCE_MS     5
+#define DEBOUNCE_MAX_MS 100
+
+/* User settings: set by the command line, read-only afterwards. */
+struct ctl_config {
+    const char *control_socket;
+    const char *source_dir;
+    const char *ambassador_id;
+    const char *kubeconfig;         /* for the Kubernetes source (not built yet) */
+    const char *namespace;          /* idem: watch one namespace instead of all */
+    const char *serviceaccount_dir; /* idem: in-cluster credentials */
+    int log_level;
+    int log_format;
+};
+
+/* Runtime state. */
+struct ctl {
+    const struct ctl_config *cfg;
+    uv_loop_t *loop;
+    struct cache cache;
+    struct source_dir *dir;
+    struct push *push;
+    uv_timer_t debounce;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    uint64_t first_change; /* loop time of the oldest change not compiled yet; 0: none */
+    uint64_t next_version;
+    struct compile_result *last; /* what was last pushed, to skip pushing the same again */
+    struct strmap logged;        /* problems the last compile found, so each is logged once */
+};
+
+static void ctl_config_init(struct ctl_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->control_socket = "/var/run/legate/control.sock";
+    c->ambassador_id = "default";
+    c->log_level = LOG_LEVEL_INFO;
+    c->log_format = LOG_FORMAT_LOGFMT;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- compile and push ---- */
+
+/* "path:line" when the error's line maps onto the file, else the path. */
+static void file_position(const struct compile_service *s, int line, char *out, size_t outlen)
+{
+    if (s->line > 0 && line > 0)
+        snprintf(out, outlen, "%s:%d", s->origin, s->line + line - 1);
+    else
+        snprintf(out, outlen, "%s", s->origin);
+}
+
+/* Logs one problem unless the previous compile already logged it: a change elsewhere must
+ * not repeat every standing error (the compile summary still counts them all). */
+static void log_problem(struct ctl *c, struct strmap *now, const struct compile_service *s,
+                        const struct route_error *e, const char *msg)
+{
+    struct buf key;
+    char file[1024] = "";
+    buf_init(&key, (size_t)1 << 20);
+    buf_printf(&key, "%s\x1f%s\x1f%s\x1f%s\x1f%d\x1f%s\x1f%s\x1f%s", msg, e->ns, e->svc, e->mapping,
+               e->line, e->field ? e->field : "", e->message, s->origin);
+    if (key.data == NULL || strmap_get(now, key.data) != NULL)
+        goto out;
+    strmap_put(now, key.data, (void *)1);
+    if (strmap_get(&c->logged, key.data) != NULL)
+        goto out;
+    if (c->cfg->source_dir != NULL)
+        file_position(s, e->line, file, sizeof(file));
+    log_warn(msg, "ns=%s svc=%s mapping=%s field=%s line=%d error=%s file=%s", e->ns, e->svc,
+             e->mapping, e->field ? e->field : "", e->line, e->message, file);
+out:
+    buf_free(&key);
+}
+
+static void log_problems(struct ctl *c, const struct compile_result *r)
+{
+    struct strmap now;
+    strmap_init(&now);
+    for (size_t i = 0; i < r->nservices; i++) {
+        const struct compile_service *s = &r->services[i];
+        for (size_t k = 0; k < s->nerrors; k++)
+            log_problem(c, &now, s, &s->errors[k], "invalid mapping");
+        for (size_t k = 0; k < s->nwarnings; k++)
+            log_problem(c, &now, s, &s->warnings[k], "object not applied");
+    }
+    strmap_free(&c->logged, NULL);
+    c->logged = now;
+}
+
+static void compile_and_push(struct ctl *c)
+{
+    struct compile_opts o = { .ambassador_id = c->cfg->ambassador_id, .version = 0 };
+    uint64_t t0 = uv_hrtime();
+    struct compile_result *r = compile_run(&c->cache, &o);
+
+    c->first_change = 0;
+    log_problems(c, r);
+    /* The seam for Kubernetes Events: r->services lists every annotated Service with its uid
+     * and its errors (a range of r->table->errors). With the Kubernetes source this becomes,
+     * for each s: kube_events_report(ev, s->ns, s->svc, s->uid, s->errors, s->nerrors);
+     * then kube_events_compiled(ev) once (controller/kube.h). */
+    if (c->last != NULL && compile_tables_equal(r->table, c->last->table)) {
+        /* The cache changed in ways that do not change routes (a comment, a reordered key):
+         * the proxy already has this table. */
+        log_debug("compiled; no change", "services=%zu", r->nservices);
+        compile_result_free(r);
+        return;
+    }
+    r->table->version = c->next_version++;
+    log_info("compiled",
+             "routes=%zu clusters=%zu errors=%zu warnings=%zu services=%zu version=%llu "
+             "compile_us=%llu",
+             r->table->nroutes, r->table->nclusters, r->table->nerrors, r->nwarnings, r->nservices,
+             (unsigned long long)r->table->version,
+             (unsigned long long)((uv_hrtime() - t0) / 1000));
+    push_submit(c->push, r->table);
+    compile_result_free(c->last);
+    c->last = r;
+}
+
+static void on_debounce(uv_timer_t *t)
+{
+    struct ctl *c = container_of(t, struct ctl, debounce);
+    compile_and_push(c);
+}
+
+static void on_cache_changed(void *arg)
+{
+    struct ctl *c = arg;
+    uint64_t now = uv_now(c->loop);
+    if (c->first_change == 0)
+        c->first_change = now ? now : 1;
+    uint64_t deadline = c->first_change + DEBOUNCE_MAX_MS;
+    uint64_t delay = now + DEBOUNCE_MS <= deadline ? DEBOUNCE_MS
+                     : deadline > now              ? deadline - now
+                                                   : 0;
+    uv_timer_start(&c->debounce, on_debounce, delay, 0);
+}
+
+/* ---- startup and shutdown ---- */
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct ctl *c = h->data;
+    log_info("shutting down", "signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    source_dir_stop(c->dir);
+    c->dir = NULL;
+    push_stop(c->push);
+    c->push = NULL;
+    uv_close((uv_handle_t *)&c->debounce, NULL);
+    uv_close((uv_handle_t *)&c->sigterm, NULL);
+    uv_close((uv_handle_t *)&c->sigint, NULL);
+}
+
+/* The checks that need more than one flag's parser; exits 2 like a bad flag. */
+static void ctl_config_validate(const struct ctl_config *cfg)
+{
+    if (cfg->source_dir == NULL) {
+        fprintf(stderr, "legate-controller: no source: pass --source-dir (Kubernetes API source "
+                        "not built yet)\n");
+        exit(2);
+    }
+}
+
+/* Starts the configured source. This is the hook for the Kubernetes API source: when it
+ * exists, no --source-dir will mean "watch the API" (kube_source_start with kubeconfig,
+ * namespace and serviceaccount_dir; ctl_config_validate stops refusing it), and the first
+ * compile will wait for its initial list (kube_synced_cb) instead of following start_source at
+ * once. */
+static void start_source(struct ctl *c)
+{
+    const struct ctl_config *cfg = c->cfg;
+    int rc = source_dir_start(c->loop, cfg->source_dir, &c->cache, 0, &c->dir);
+    if (rc != 0) {
+        fprintf(stderr, "legate-controller: bad value for --source-dir: %s: %s\n", cfg->source_dir,
+                strerror(-rc));
+        exit(2);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl_config cfg;
+    struct ctl c;
+
+    ctl_config_init(&cfg);
+    const struct opt opts[] = {
+        { "control-socket", "PATH", "proxy control socket (default /var/run/legate/control.sock)",
+          opt_string, &cfg.control_socket },
+        { "source-dir", "DIR", "read Service manifests from DIR instead of the Kubernetes API",
+          opt_string, &cfg.source_dir },
+        { "ambassador-id", "ID", "use only objects for this ambassador_id (default \"default\")",
+          opt_string, &cfg.ambassador_id },
+        { "kubeconfig", "FILE", "kubeconfig for the Kubernetes API (not used yet)", opt_string,
+          &cfg.kubeconfig },
+        { "namespace", "NS", "watch only this namespace (not used yet)", opt_string,
+          &cfg.namespace },
+        { "serviceaccount-dir", "DIR", "in-cluster credentials directory (not used yet)",
+          opt_string, &cfg.serviceaccount_dir },
+        { "log-level", "LEVEL", "debug, info, warn or error (default info)", opt_level,
+          &cfg.log_level },
+        { "log-format", "FORMAT", "logfmt or json (default logfmt)", opt_format, &cfg.log_format },
+    };
+    opts_parse(argc, argv, opts, ARRAY_SIZE(opts), "legate-controller",
+               "Compiles Ambassador Mapping annotations into routes for legate-proxy.");
+    ctl_config_validate(&cfg);
+    log_configure(cfg.log_level, cfg.log_format, "controller");
+    signal(SIGPIPE, SIG_IGN); /* a proxy gone mid-write is an error return, not a death */
+
+    memset(&c, 0, sizeof(c));
+    strmap_init(&c.logged);
+    c.cfg = &cfg;
+    c.loop = uv_default_loop();
+    c.next_version = wall_ms(); /* a restarted controller's versions are higher (protocol) */
+    cache_init(&c.cache, on_cache_changed, &c);
+    uv_timer_init(c.loop, &c.debounce);
+    log_info("starting", "version=%s socket=%s source=%s ambassador_id=%s", LEGATE_VERSION,
+             cfg.control_socket, cfg.source_dir ? cfg.source_dir : "kubernetes", cfg.ambassador_id);
+
+    start_source(&c);
+    c.push = push_start(c.loop, cfg.control_socket);
+    /* The first table goes out now, not after the debounce: the proxy waits for it to be
+     * ready, and an empty directory must still produce one. */
+    uv_timer_stop(&c.debounce);
+    compile_and_push(&c);
+
+    uv_signal_init(c.loop, &c.sigterm);
+    uv_signal_init(c.loop, &c.sigint);
+    c.sigterm.data = c.sigint.data = &c;
+    uv_signal_start(&c.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&c.sigint, on_signal, SIGINT);
+
+    uv_run(c.loop, UV_RUN_DEFAULT);
+
+    uv_loop_close(c.loop);
+    cache_free(&c.cache);
+    strmap_free(&c.logged, NULL);
+    compile_result_free(c.last);
+    log_info("stopped", "version=%s", LEGATE_VERSION);
+    return 0;
+}

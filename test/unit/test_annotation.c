@@ -1,0 +1,523 @@
+/* Tests for controller/annotation.c: every way a getambassador.io/config annotation can be
+ * wrong, and what a valid one turns into. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "annotation.h"
+#include "log.h"
+
+static struct annotation_result res;
+
+static void parse_id(const char *text, const char *id)
+{
+    struct annotation_opts o = { .ns = "ns1", .svc = "svc1", .ambassador_id = id };
+    annotation_result_free(&res);
+    annotation_parse(text, strlen(text), &o, &res);
+}
+
+static void parse(const char *text)
+{
+    parse_id(text, NULL);
+}
+
+static void teardown(void)
+{
+    annotation_result_free(&res);
+}
+
+/* Returns the only error (asserting there is exactly one). */
+static const struct route_error *only_error(void)
+{
+    ck_assert_msg(res.nerrors == 1, "want 1 error, got %zu (first: %s)", res.nerrors,
+                  res.nerrors ? res.errors[0].message : "-");
+    return &res.errors[0];
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+    ck_assert_msg(hay != NULL && strstr(hay, needle) != NULL, "\"%s\" does not contain \"%s\"",
+                  hay ? hay : "(null)", needle);
+}
+
+#define HDR                "apiVersion: ambassador/v1\nkind: Mapping\n"
+#define GOOD(name, prefix) HDR "name: " name "\nprefix: " prefix "\nservice: up\n"
+
+START_TEST(annotation_valid_mapping_gets_defaults)
+{
+    parse(GOOD("m1", "/foo/"));
+    ck_assert_uint_eq(res.nerrors, 0);
+    ck_assert_uint_eq(res.nmappings, 1);
+    const struct mapping *m = &res.mappings[0];
+    ck_assert_str_eq(m->route.ns, "ns1");
+    ck_assert_str_eq(m->route.svc, "svc1");
+    ck_assert_str_eq(m->route.mapping, "m1");
+    ck_assert_str_eq(m->route.prefix, "/foo/");
+    ck_assert_str_eq(m->route.rewrite, "/"); /* Ambassador's default */
+    ck_assert_uint_eq(m->route.timeout_ms, 3000);
+    ck_assert(m->route.case_sensitive);
+    ck_assert(!m->route.prefix_exact);
+    ck_assert_ptr_null(m->route.method);
+    ck_assert_ptr_null(m->route.host);
+    ck_assert_int_eq(m->route.precedence, 0);
+    ck_assert_str_eq(m->scheme, "http");
+    ck_assert_str_eq(m->upstream_host, "up");
+    ck_assert_uint_eq(m->upstream_port, 80);
+    ck_assert_int_eq(m->doc, 1);
+}
+END_TEST
+
+START_TEST(annotation_every_supported_field)
+{
+    parse("apiVersion: getambassador.io/v2\nkind: Mapping\nname: all\nprefix: /a/\n"
+          "service: http://Web.Prod:8080\nrewrite: /b/\nhost_rewrite: example.org\n"
+          "method: post\nprecedence: -7\ntimeout_ms: 0\nhost: a.example\n"
+          "headers:\n  X-Canary: \"1\"\n  x-debug: true\nprefix_exact: true\n"
+          "case_sensitive: false\nambassador_id: [other, default]\n");
+    ck_assert_uint_eq(res.nerrors, 0);
+    ck_assert_uint_eq(res.nmappings, 1);
+    const struct route *r = &res.mappings[0].route;
+    ck_assert_str_eq(r->rewrite, "/b/");
+    ck_assert_str_eq(r->host_rewrite, "example.org");
+    ck_assert_str_eq(r->method, "POST"); /* upper-cased */
+    ck_assert_int_eq(r->precedence, -7);
+    ck_assert_uint_eq(r->timeout_ms, 0);
+    ck_assert_str_eq(r->host, "a.example");
+    ck_assert(r->prefix_exact);
+    ck_assert(!r->case_sensitive);
+    ck_assert_uint_eq(r->nheaders, 2);
+    ck_assert_str_eq(r->headers[0].name, "x-canary"); /* lower-cased */
+    ck_assert_str_eq(r->headers[0].value, "1");
+    ck_assert_str_eq(r->headers[1].name, "x-debug");
+    ck_assert_ptr_null(r->headers[1].value); /* true: presence */
+    ck_assert_str_eq(res.mappings[0].upstream_host, "web.prod");
+    ck_assert_uint_eq(res.mappings[0].upstream_port, 8080);
+}
+END_TEST
+
+START_TEST(annotation_empty_rewrite_means_no_rewrite)
+{
+    parse(GOOD("m1", "/foo/") "rewrite: \"\"\n");
+    ck_assert_uint_eq(res.nerrors, 0);
+    ck_assert_ptr_null(res.mappings[0].route.rewrite);
+}
+END_TEST
+
+START_TEST(annotation_syntax_error_has_line_and_spares_other_documents)
+{
+    parse("---\n" GOOD("m1", "/a/") /* lines 2-6 */
+          "---\n"                   /* line 7 */
+          HDR "name: m2\n"          /* lines 8-10 */
+          "prefix: [unclosed\n"     /* line 11 */
+          "---\n" GOOD("m3", "/c/"));
+    const struct route_error *e = only_error();
+    assert_contains(e->message, "YAML syntax error");
+    assert_contains(e->message, "still read");
+    ck_assert_int_ge(e->line, 11);
+    ck_assert_int_le(e->line, 12);
+    ck_assert_str_eq(e->mapping, "<document 2>");
+    ck_assert_str_eq(e->ns, "ns1");
+    ck_assert_str_eq(e->svc, "svc1");
+    ck_assert_uint_eq(res.nmappings, 2);
+    ck_assert_str_eq(res.mappings[0].route.mapping, "m1");
+    ck_assert_str_eq(res.mappings[1].route.mapping, "m3");
+    ck_assert_int_eq(res.mappings[1].doc, 3);
+}
+END_TEST
+
+/* libyaml 0.2.5's document loader aborts on this input; the event-based reader must not. */
+START_TEST(annotation_syntax_error_in_later_document_does_not_abort)
+{
+    parse(GOOD("m1", "/a/") "...\nb: c: d\n");
+    ck_assert_uint_eq(res.nmappings, 1);
+    const struct route_error *e = only_error();
+    assert_contains(e->message, "YAML syntax error");
+    ck_assert_int_eq(e->line, 7);
+}
+END_TEST
+
+/* The error sits on the broken document's own "---" line: reading resumes at the next one
+ * (and does not loop on the same line). */
+START_TEST(annotation_syntax_error_on_a_marker_line)
+{
+    parse(GOOD("m1", "/a/") "--- a: b: c\n---\n" GOOD("m3", "/c/"));
+    const struct route_error *e = only_error();
+    ck_assert_int_eq(e->line, 6);
+    ck_assert_str_eq(e->mapping, "<document 2>");
+    ck_assert_uint_eq(res.nmappings, 2);
+    ck_assert_str_eq(res.mappings[1].route.mapping, "m3");
+    ck_assert_int_eq(res.mappings[1].doc, 3);
+    ck_assert_int_eq(res.mappings[1].line, 8);
+}
+END_TEST
+
+START_TEST(annotation_empty_document_hides_nothing)
+{
+    parse(GOOD("m1", "/a/") "---\n---\n" GOOD("m3", "/c/"));
+    ck_assert_uint_eq(res.nerrors, 0);
+    ck_assert_uint_eq(res.nmappings, 2);
+    ck_assert_str_eq(res.mappings[1].route.mapping, "m3");
+    ck_assert_int_eq(res.mappings[1].doc, 3);
+    ck_assert_int_eq(res.mappings[1].line, 8);
+}
+END_TEST
+
+START_TEST(annotation_non_map_document)
+{
+    parse("- a\n- b\n---\n" GOOD("m2", "/b/"));
+    const struct route_error *e = only_error();
+    assert_contains(e->message, "expected a map");
+    assert_contains(e->message, "a list");
+    ck_assert_str_eq(e->mapping, "<document 1>");
+    ck_assert_int_eq(e->line, 1);
+    ck_assert_uint_eq(res.nmappings, 1);
+}
+END_TEST
+
+START_TEST(annotation_missing_api_version)
+{
+    parse("kind: Mapping\nname: m1\nprefix: /a/\nservice: up\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "apiVersion");
+    ck_assert_str_eq(e->message, "missing required field \"apiVersion\"");
+    ck_assert_str_eq(e->mapping, "m1");
+    ck_assert_uint_eq(res.nmappings, 0);
+}
+END_TEST
+
+START_TEST(annotation_missing_kind)
+{
+    parse("apiVersion: ambassador/v1\nname: m1\nprefix: /a/\nservice: up\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "kind");
+    assert_contains(e->message, "missing required field \"kind\"");
+    ck_assert_uint_eq(res.nmappings, 0);
+}
+END_TEST
+
+START_TEST(annotation_missing_name)
+{
+    parse(HDR "prefix: /a/\nservice: up\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "name");
+    assert_contains(e->message, "missing required field \"name\"");
+    ck_assert_str_eq(e->mapping, "<document 1>");
+    ck_assert_uint_eq(res.nmappings, 0);
+}
+END_TEST
+
+START_TEST(annotation_bad_api_version)
+{
+    parse("apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nname: m1\nprefix: /a/\n"
+          "service: up\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "apiVersion");
+    ck_assert_int_eq(e->line, 1);
+    assert_contains(e->message, "unsupported \"getambassador.io/v3alpha1\"");
+    ck_assert_uint_eq(res.nmappings, 0);
+}
+END_TEST
+
+START_TEST(annotation_unknown_kind_with_suggestion)
+{
+    parse("apiVersion: ambassador/v1\nkind: Maping\nname: m1\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "kind");
+    assert_contains(e->message, "did you mean \"Mapping\"?");
+}
+END_TEST
+
+START_TEST(annotation_unsupported_kind_is_a_warning)
+{
+    parse("apiVersion: ambassador/v1\nkind: Module\nname: ambassador\nconfig: {}\n---\n" GOOD(
+        "m2", "/b/"));
+    ck_assert_uint_eq(res.nerrors, 0);
+    ck_assert_uint_eq(res.nwarnings, 1);
+    ck_assert_str_eq(res.warnings[0].message, "kind Module is not supported yet");
+    ck_assert_str_eq(res.warnings[0].mapping, "ambassador");
+    ck_assert_int_eq(res.warnings[0].line, 2);
+    ck_assert_uint_eq(res.nmappings, 1);
+}
+END_TEST
+
+START_TEST(annotation_unknown_key_with_suggestion)
+{
+    parse(GOOD("m1", "/a/") "prefx_exact: true\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "prefx_exact");
+    ck_assert_int_eq(e->line, 6);
+    ck_assert_str_eq(e->message, "unknown field \"prefx_exact\" (did you mean \"prefix_exact\"?)");
+    ck_assert_uint_eq(res.nmappings, 0); /* the whole Mapping is dropped */
+}
+END_TEST
+
+START_TEST(annotation_unknown_key_without_suggestion)
+{
+    parse(GOOD("m1", "/a/") "frobnicate: 1\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->message, "unknown field \"frobnicate\"");
+}
+END_TEST
+
+START_TEST(annotation_type_error_string_for_int)
+{
+    parse(GOOD("m1", "/a/") "precedence: high\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "precedence");
+    ck_assert_str_eq(e->message, "precedence: expected an integer, got string \"high\"");
+    ck_assert_int_eq(e->line, 6);
+    ck_assert_str_eq(e->mapping, "m1");
+}
+END_TEST
+
+START_TEST(annotation_type_error_quoted_number_is_a_string)
+{
+    parse(GOOD("m1", "/a/") "timeout_ms: \"100\"\n");
+    ck_assert_str_eq(only_error()->message, "timeout_ms: expected an integer, got string \"100\"");
+}
+END_TEST
+
+START_TEST(annotation_type_error_list_for_string)
+{
+    parse(GOOD("m1", "/a/") "host:\n  - a.com\n  - b.com\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "host");
+    ck_assert_str_eq(e->message, "host: expected a string, got a list");
+}
+END_TEST
+
+START_TEST(annotation_type_error_map_for_bool)
+{
+    parse(GOOD("m1", "/a/") "case_sensitive: {a: 1}\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "case_sensitive");
+    ck_assert_str_eq(e->message, "case_sensitive: expected a boolean, got a map");
+}
+END_TEST
+
+START_TEST(annotation_timeout_must_not_be_negative)
+{
+    parse(GOOD("m1", "/a/") "timeout_ms: -5\n");
+    assert_contains(only_error()->message, "timeout_ms: expected 0 to");
+}
+END_TEST
+
+START_TEST(annotation_missing_prefix)
+{
+    parse(HDR "name: m1\nservice: up\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "prefix");
+    ck_assert_str_eq(e->message, "missing required field \"prefix\"");
+    ck_assert_int_eq(e->line, 1);
+}
+END_TEST
+
+START_TEST(annotation_missing_service)
+{
+    parse(HDR "name: m1\nprefix: /a/\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "service");
+    ck_assert_str_eq(e->message, "missing required field \"service\"");
+}
+END_TEST
+
+START_TEST(annotation_prefix_must_start_with_slash)
+{
+    parse(HDR "name: m1\nprefix: foo\nservice: up\n");
+    assert_contains(only_error()->message, "must start with \"/\"");
+}
+END_TEST
+
+START_TEST(annotation_service_with_path)
+{
+    parse(HDR "name: m1\nprefix: /a/\nservice: http://up:8080/api\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "service");
+    ck_assert_int_eq(e->line, 5);
+    assert_contains(e->message, "has a path");
+}
+END_TEST
+
+START_TEST(annotation_service_https_not_supported_yet)
+{
+    parse(HDR "name: m1\nprefix: /a/\nservice: https://up\n");
+    assert_contains(only_error()->message, "TLS origination is not supported yet");
+}
+END_TEST
+
+START_TEST(annotation_service_bad_port)
+{
+    static const char *const bad[] = { "up:http", "up:0", "up:70000", "up:", "up:80:81" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), HDR "name: m1\nprefix: /a/\nservice: \"%s\"\n", bad[i]);
+        parse(text);
+        ck_assert_msg(res.nerrors == 1 && strstr(res.errors[0].message, "bad port"), "%s: %s",
+                      bad[i], res.nerrors ? res.errors[0].message : "accepted");
+    }
+}
+END_TEST
+
+START_TEST(annotation_service_forms)
+{
+    parse(HDR "name: m1\nprefix: /a/\nservice: \"[::1]:9000\"\n");
+    ck_assert_uint_eq(res.nerrors, 0);
+    ck_assert_str_eq(res.mappings[0].upstream_host, "::1");
+    ck_assert_uint_eq(res.mappings[0].upstream_port, 9000);
+    parse(HDR "name: m1\nprefix: /a/\nservice: ftp://up\n");
+    assert_contains(only_error()->message, "unsupported scheme \"ftp\"");
+    parse(HDR "name: m1\nprefix: /a/\nservice: \"user@up\"\n");
+    assert_contains(only_error()->message, "bad host name");
+}
+END_TEST
+
+START_TEST(annotation_method_upper_cased_and_checked)
+{
+    parse(GOOD("m1", "/a/") "method: get\n");
+    ck_assert_uint_eq(res.nerrors, 0);
+    ck_assert_str_eq(res.mappings[0].route.method, "GET");
+    parse(GOOD("m1", "/a/") "method: \"GE T\"\n");
+    assert_contains(only_error()->message, "is not an HTTP method");
+}
+END_TEST
+
+START_TEST(annotation_ambassador_id_string_list_mismatch)
+{
+    /* Absent: only for the default id. */
+    parse_id(GOOD("m1", "/a/"), "blue");
+    ck_assert_uint_eq(res.nmappings, 0);
+    ck_assert_uint_eq(res.nignored, 1);
+    ck_assert_uint_eq(res.nerrors, 0);
+    /* String. */
+    parse_id(GOOD("m1", "/a/") "ambassador_id: blue\n", "blue");
+    ck_assert_uint_eq(res.nmappings, 1);
+    /* List. */
+    parse_id(GOOD("m1", "/a/") "ambassador_id: [green, blue]\n", "blue");
+    ck_assert_uint_eq(res.nmappings, 1);
+    /* Mismatch: ignored quietly, even when otherwise invalid. */
+    parse_id(GOOD("m1", "/a/") "ambassador_id: [green]\nbogus: 1\n", "blue");
+    ck_assert_uint_eq(res.nmappings, 0);
+    ck_assert_uint_eq(res.nerrors, 0);
+    ck_assert_uint_eq(res.nignored, 1);
+    /* Wrong type. */
+    parse(GOOD("m1", "/a/") "ambassador_id: {a: b}\n");
+    ck_assert_str_eq(only_error()->field, "ambassador_id");
+}
+END_TEST
+
+START_TEST(annotation_header_value_true_and_false)
+{
+    parse(GOOD("m1", "/a/") "headers:\n  x-present: true\n");
+    ck_assert_uint_eq(res.nerrors, 0);
+    ck_assert_ptr_null(res.mappings[0].route.headers[0].value);
+    parse(GOOD("m1", "/a/") "headers:\n  x-present: false\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "headers.x-present");
+    ck_assert_int_eq(e->line, 7);
+    parse(GOOD("m1", "/a/") "headers:\n  X-A: 1\n  x-a: 2\n");
+    assert_contains(only_error()->message, "listed twice");
+    parse(GOOD("m1", "/a/") "headers: [x]\n");
+    assert_contains(only_error()->message, "expected a map");
+}
+END_TEST
+
+START_TEST(annotation_field_not_supported_yet)
+{
+    parse(GOOD("m1", "/a/") "weight: 10\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->field, "weight");
+    ck_assert_str_eq(e->message, "field weight is not supported yet");
+    ck_assert_uint_eq(res.nmappings, 0);
+}
+END_TEST
+
+START_TEST(annotation_duplicate_key)
+{
+    parse(GOOD("m1", "/a/") "prefix: /b/\n");
+    const struct route_error *e = only_error();
+    ck_assert_str_eq(e->message, "duplicate key \"prefix\" (first on line 4)");
+    ck_assert_int_eq(e->line, 6);
+}
+END_TEST
+
+START_TEST(annotation_reports_every_error_of_a_document)
+{
+    parse(HDR "name: m1\nprecedence: x\nweight: 1\n");
+    /* precedence, weight, missing prefix, missing service */
+    ck_assert_uint_eq(res.nerrors, 4);
+    for (size_t i = 0; i < res.nerrors; i++)
+        ck_assert_str_eq(res.errors[i].mapping, "m1");
+}
+END_TEST
+
+START_TEST(annotation_oversized_is_refused)
+{
+    size_t n = ANNOTATION_MAX + 1;
+    char *big = malloc(n + 1);
+    memset(big, '#', n);
+    big[n] = '\0';
+    parse(big);
+    free(big);
+    assert_contains(only_error()->message, "over the");
+}
+END_TEST
+
+START_TEST(annotation_edit_distance_counts_transpositions)
+{
+    ck_assert_uint_eq(annotation_edit_distance("prefix", "prefix"), 0);
+    ck_assert_uint_eq(annotation_edit_distance("prefxi", "prefix"), 1);
+    ck_assert_uint_eq(annotation_edit_distance("prfx", "prefix"), 2);
+    ck_assert_uint_eq(annotation_edit_distance("", "abc"), 3);
+}
+END_TEST
+
+int main(void)
+{
+    log_configure(LOG_LEVEL_ERROR, LOG_FORMAT_LOGFMT, "test");
+    Suite *s = suite_create("annotation");
+    TCase *tc = tcase_create("annotation");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, annotation_valid_mapping_gets_defaults);
+    tcase_add_test(tc, annotation_every_supported_field);
+    tcase_add_test(tc, annotation_empty_rewrite_means_no_rewrite);
+    tcase_add_test(tc, annotation_syntax_error_has_line_and_spares_other_documents);
+    tcase_add_test(tc, annotation_syntax_error_in_later_document_does_not_abort);
+    tcase_add_test(tc, annotation_syntax_error_on_a_marker_line);
+    tcase_add_test(tc, annotation_empty_document_hides_nothing);
+    tcase_add_test(tc, annotation_non_map_document);
+    tcase_add_test(tc, annotation_missing_api_version);
+    tcase_add_test(tc, annotation_missing_kind);
+    tcase_add_test(tc, annotation_missing_name);
+    tcase_add_test(tc, annotation_bad_api_version);
+    tcase_add_test(tc, annotation_unknown_kind_with_suggestion);
+    tcase_add_test(tc, annotation_unsupported_kind_is_a_warning);
+    tcase_add_test(tc, annotation_unknown_key_with_suggestion);
+    tcase_add_test(tc, annotation_unknown_key_without_suggestion);
+    tcase_add_test(tc, annotation_type_error_string_for_int);
+    tcase_add_test(tc, annotation_type_error_quoted_number_is_a_string);
+    tcase_add_test(tc, annotation_type_error_list_for_string);
+    tcase_add_test(tc, annotation_type_error_map_for_bool);
+    tcase_add_test(tc, annotation_timeout_must_not_be_negative);
+    tcase_add_test(tc, annotation_missing_prefix);
+    tcase_add_test(tc, annotation_missing_service);
+    tcase_add_test(tc, annotation_prefix_must_start_with_slash);
+    tcase_add_test(tc, annotation_service_with_path);
+    tcase_add_test(tc, annotation_service_https_not_supported_yet);
+    tcase_add_test(tc, annotation_service_bad_port);
+    tcase_add_test(tc, annotation_service_forms);
+    tcase_add_test(tc, annotation_method_upper_cased_and_checked);
+    tcase_add_test(tc, annotation_ambassador_id_string_list_mismatch);
+    tcase_add_test(tc, annotation_header_value_true_and_false);
+    tcase_add_test(tc, annotation_field_not_supported_yet);
+    tcase_add_test(tc, annotation_duplicate_key);
+    tcase_add_test(tc, annotation_reports_every_error_of_a_document);
+    tcase_add_test(tc, annotation_oversized_is_refused);
+    tcase_add_test(tc, annotation_edit_distance_counts_transpositions);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
