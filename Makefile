@@ -124,7 +124,7 @@ unit: $(UNIT_BIN)
 	done; exit $$fail
 
 e2e: all
-	LEGATE_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q test/e2e
+	LEGATE_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider test/kubeapi test/e2e
 
 test: deps
 	@$(MAKE) --no-print-directory all unit

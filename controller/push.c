@@ -331,7 +331,8 @@ int push_submit(struct push *p, const struct route_table *t)
     json_object_object_add(o, "type", json_object_new_string("snapshot"));
     json_object_object_add(o, "protocol", json_object_new_int(ROUTE_PROTOCOL_VERSION));
     size_t len = 0;
-    const char *js = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+    const char *js = json_object_to_json_string_length(
+        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 
     struct push_snap *s = xcalloc(1, sizeof(*s));
     s->refs = 1;

@@ -150,7 +150,8 @@ static struct adm_body *routes_body(void)
     if (adm.routes == NULL || adm.routes_version != version || adm.routes_applied_ms != applied) {
         json_object *o = routes_json(s);
         size_t len = 0;
-        const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+        const char *text = json_object_to_json_string_length(
+            o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
         struct adm_body *b = xmalloc(sizeof(*b) + len + 1);
         b->refs = 1;
         b->len = len + 1;

@@ -119,7 +119,8 @@ static void on_write(uv_write_t *req, int status)
 static int send_json(struct ctl_client *c, json_object *o)
 {
     size_t len = 0;
-    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+    const char *s = json_object_to_json_string_length(
+        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
     struct ctl_write *w = xcalloc(1, sizeof(*w));
     buf_init(&w->data, CTL_OUT_MAX);
     int rc = frame_encode(&w->data, s, len);
