@@ -169,4 +169,5 @@ install: all
 clean:
 	rm -rf build
 
+-include fuzz/fuzz.mk
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -248,10 +248,11 @@ int main(int argc, char **argv)
     c.next_version = wall_ms(); /* a restarted controller's versions are higher (protocol) */
     cache_init(&c.cache, on_cache_changed, &c);
     uv_timer_init(c.loop, &c.debounce);
+    /* A source that cannot start is a startup error (one line, exit 2): start it before the
+     * first log line so that is all the user sees. */
+    start_source(&c);
     log_info("starting", "version=%s socket=%s source=%s ambassador_id=%s", LEGATE_VERSION,
              cfg.control_socket, cfg.source_dir ? cfg.source_dir : "kubernetes", cfg.ambassador_id);
-
-    start_source(&c);
     c.push = push_start(c.loop, cfg.control_socket);
     /* The first table goes out now, not after the debounce: the proxy waits for it to be
      * ready, and an empty directory must still produce one. */
