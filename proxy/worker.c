@@ -1,0 +1,336 @@
+/* Worker threads (worker.h).
+ *
+ * Each worker's loop, listener, timers and wake-up handle are set up on the main thread
+ * before the thread starts (thread creation orders those writes before anything the thread
+ * does), and touched by the worker thread only afterwards. The main thread talks to a running
+ * worker through two things only: uv_async_send on `wake`, and the `stop_requested` flag read
+ * when woken.
+ *
+ * libuv 1.44 has no flag for SO_REUSEPORT, so the listening sockets are made with socket(2),
+ * given SO_REUSEADDR and SO_REUSEPORT, bound, and handed to libuv with uv_tcp_open. */
+#include "worker.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dns.h"
+#include "http.h"
+#include "internal.h"
+#include "log.h"
+#include "opts.h"
+#include "snapshot.h"
+#include "upstream.h"
+#include "xalloc.h"
+
+#define LISTEN_BACKLOG 511
+
+struct px_workers {
+    int n;
+    struct px_worker *w;
+};
+
+/* ---- per-worker resources ---------------------------------------------------------------- */
+
+struct px_rbuf *px_rbuf_get(struct px_worker *w)
+{
+    struct px_rbuf *b = w->free_rbufs;
+    if (b != NULL) {
+        w->free_rbufs = b->next;
+        w->nfree_rbufs--;
+    } else {
+        b = xmalloc(sizeof(*b));
+    }
+    b->next = NULL;
+    b->len = b->off = 0;
+    return b;
+}
+
+void px_rbuf_put(struct px_worker *w, struct px_rbuf *b)
+{
+    if (b == NULL)
+        return;
+    if (w->nfree_rbufs >= PX_RBUF_FREE_MAX) {
+        free(b);
+        return;
+    }
+    b->next = w->free_rbufs;
+    w->free_rbufs = b;
+    w->nfree_rbufs++;
+}
+
+int px_stream_write(uv_stream_t *s, uv_write_t *req, uv_buf_t *bufs, unsigned n, uv_write_cb cb)
+{
+    int w = uv_try_write(s, bufs, n);
+    if (w == UV_EAGAIN)
+        w = 0;
+    else if (w < 0)
+        return w;
+    size_t left = (size_t)w;
+    unsigned i = 0;
+    while (i < n && left >= bufs[i].len) {
+        left -= bufs[i].len;
+        i++;
+    }
+    if (i == n)
+        return 0;
+    bufs[i].base += left;
+    bufs[i].len -= left;
+    int r = uv_write(req, s, bufs + i, n - i, cb);
+    return r < 0 ? r : 1;
+}
+
+/* ---- the worker's loop ------------------------------------------------------------------- */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct px_worker *w = server->data;
+    if (status < 0) {
+        log_warn("accept failed", "worker=%d error=%s", w->id, uv_strerror(status));
+        return;
+    }
+    px_http_accept(w);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    struct px_worker *w = t->data;
+    uint64_t now = uv_now(&w->loop);
+    px_pools_sweep(w, now);
+    px_dns_sweep(w, now);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    struct px_worker *w = t->data;
+    struct px_link *l = w->conns.next;
+    while (l != &w->conns) {
+        struct px_link *next = l->next;
+        px_http_close(container_of(l, struct px_conn, link));
+        l = next;
+    }
+}
+
+/* Stops accepting and lets what is in flight finish; the loop ends when the last connection
+ * is closed (the grace timer does not keep it alive). */
+static void begin_stop(struct px_worker *w)
+{
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    uv_close((uv_handle_t *)&w->listener, NULL);
+    uv_close((uv_handle_t *)&w->wake, NULL);
+    uv_close((uv_handle_t *)&w->sweep, NULL);
+    px_pools_close_idle(w);
+    struct px_link *l = w->conns.next;
+    while (l != &w->conns) {
+        struct px_link *next = l->next;
+        px_http_drain(container_of(l, struct px_conn, link));
+        l = next;
+    }
+    uv_timer_start(&w->grace, on_grace, PX_GRACE_MS, 0);
+    uv_unref((uv_handle_t *)&w->grace);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct px_worker *w = a->data;
+    if (atomic_load(&w->stop_requested)) {
+        begin_stop(w);
+        return;
+    }
+    /* A new table: requests in flight keep theirs (they hold a reference). */
+    struct px_snapshot *s = px_snapshot_current();
+    px_snapshot_release(w->snap);
+    w->snap = s;
+}
+
+/* Runs the loop to its end and frees what the worker owns. */
+static void run_to_end(struct px_worker *w)
+{
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&w->grace, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    px_snapshot_release(w->snap);
+    w->snap = NULL;
+    px_pools_free(&w->pools);
+    px_dns_free(&w->dns);
+    while (w->free_rbufs != NULL) {
+        struct px_rbuf *b = w->free_rbufs;
+        w->free_rbufs = b->next;
+        free(b);
+    }
+    int r = uv_loop_close(&w->loop);
+    if (r != 0)
+        log_warn("worker loop not closed cleanly", "worker=%d error=%s", w->id, uv_strerror(r));
+}
+
+static void worker_main(void *arg)
+{
+    struct px_worker *w = arg;
+    struct px_snapshot *s = px_snapshot_current();
+    px_snapshot_release(w->snap);
+    w->snap = s;
+    run_to_end(w);
+}
+
+/* ---- creation ---------------------------------------------------------------------------- */
+
+/* Makes a listening socket for ai (not yet listening). Returns the fd or -errno. */
+static int make_socket(const struct addrinfo *ai, bool reuseport)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+/* Sets up worker w, whose loop is initialised, around the bound socket fd (which it takes). */
+static int worker_init(struct px_worker *w, int id, int fd)
+{
+    w->id = id;
+    px_list_init(&w->conns);
+    px_pools_init(&w->pools);
+    px_dns_init(&w->dns);
+    atomic_init(&w->stop_requested, false);
+    uv_tcp_init(&w->loop, &w->listener);
+    w->listener.data = w;
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    uv_timer_init(&w->loop, &w->sweep);
+    w->sweep.data = w;
+    uv_timer_init(&w->loop, &w->grace);
+    w->grace.data = w;
+    int r = uv_tcp_open(&w->listener, fd);
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    r = uv_listen((uv_stream_t *)&w->listener, LISTEN_BACKLOG, on_connection);
+    if (r < 0)
+        return r;
+    uv_timer_start(&w->sweep, on_sweep, PX_SWEEP_MS, PX_SWEEP_MS);
+    return 0;
+}
+
+static void stop_unstarted(struct px_worker *w)
+{
+    begin_stop(w);
+    run_to_end(w);
+}
+
+int px_workers_create(int n, const char *hostport, struct px_workers **out, char *err,
+                      size_t errlen)
+{
+    char host[256], portstr[8];
+    uint16_t port;
+    struct addrinfo hints, *res = NULL;
+    if (parse_hostport(hostport, host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "expected HOST:PORT, got \"%s\"", hostport);
+        return -EINVAL;
+    }
+    snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gai = getaddrinfo(host, portstr, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "cannot resolve listen address %s: %s", host, gai_strerror(gai));
+        return -EINVAL;
+    }
+
+    /* SO_REUSEPORT would let us share the port with another process that set it too (another
+     * legate-proxy of the same user): a plain bind first proves the port is free. */
+    int fd = make_socket(res, false);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", hostport, strerror(-fd));
+        freeaddrinfo(res);
+        return fd;
+    }
+    close(fd);
+
+    struct px_workers *ws = xcalloc(1, sizeof(*ws));
+    ws->w = xcalloc((size_t)n, sizeof(*ws->w));
+    int r = 0;
+    for (int i = 0; i < n; i++) {
+        fd = make_socket(res, true);
+        if (fd < 0) {
+            r = fd;
+            snprintf(err, errlen, "cannot listen on %s: %s", hostport, strerror(-fd));
+            break;
+        }
+        r = uv_loop_init(&ws->w[i].loop);
+        if (r < 0) {
+            close(fd);
+            snprintf(err, errlen, "cannot create an event loop: %s", uv_strerror(r));
+            break;
+        }
+        ws->n = i + 1;
+        r = worker_init(&ws->w[i], i, fd);
+        if (r < 0) {
+            snprintf(err, errlen, "cannot listen on %s: %s", hostport, uv_strerror(r));
+            break;
+        }
+    }
+    freeaddrinfo(res);
+    if (r < 0) {
+        px_workers_stop(ws);
+        return r;
+    }
+    *out = ws;
+    return 0;
+}
+
+int px_workers_start(struct px_workers *ws)
+{
+    for (int i = 0; i < ws->n; i++) {
+        struct px_worker *w = &ws->w[i];
+        int r = uv_thread_create(&w->thread, worker_main, w);
+        if (r < 0)
+            return r;
+        w->started = true;
+    }
+    return 0;
+}
+
+void px_workers_on_publish(void *arg)
+{
+    struct px_workers *ws = arg;
+    for (int i = 0; i < ws->n; i++)
+        uv_async_send(&ws->w[i].wake);
+}
+
+void px_workers_stop(struct px_workers *ws)
+{
+    if (ws == NULL)
+        return;
+    for (int i = 0; i < ws->n; i++) {
+        struct px_worker *w = &ws->w[i];
+        if (w->started) {
+            atomic_store(&w->stop_requested, true);
+            uv_async_send(&w->wake);
+        }
+    }
+    for (int i = 0; i < ws->n; i++) {
+        struct px_worker *w = &ws->w[i];
+        if (w->started)
+            uv_thread_join(&w->thread);
+        else
+            stop_unstarted(w);
+    }
+    free(ws->w);
+    free(ws);
+}

@@ -1,0 +1,25 @@
+/* The worker pool of legate-proxy (worker.c): N threads, each with its own uv loop, its own
+ * SO_REUSEPORT listening socket on --listen, its own upstream pools, DNS cache and buffers. A
+ * client connection lives on the worker that accepted it. This is what main.c sees. */
+#ifndef LEGATE_PROXY_WORKER_H
+#define LEGATE_PROXY_WORKER_H
+
+#include <stddef.h>
+
+struct px_workers;
+
+/* Creates n workers listening on hostport ("0.0.0.0:8080", "[::]:8080"). Every listening
+ * socket is bound here, on the calling thread, so a taken port is an error at startup and not
+ * in a thread. Returns 0 and *out, or a negative errno with a one-line reason in err. */
+int px_workers_create(int n, const char *hostport, struct px_workers **out, char *err,
+                      size_t errlen);
+/* Starts the threads. Returns 0 or a negative libuv error. */
+int px_workers_start(struct px_workers *ws);
+/* Wakes every worker so that it picks up the current snapshot. Registered with
+ * px_snapshot_on_publish; main thread. */
+void px_workers_on_publish(void *arg);
+/* Stops every worker (listeners closed at once, requests in flight get PX_GRACE_MS), joins the
+ * threads and frees ws. Works on workers that were never started too. */
+void px_workers_stop(struct px_workers *ws);
+
+#endif
