@@ -24,6 +24,8 @@ PKGS_COMMON     := json-c
 PKGS_CONTROLLER := libuv json-c yaml-0.1 libcurl
 PKGS_PROXY      := libuv json-c openssl
 PKGS_TEST       := check
+# RE2 (common/rx.cc, C++): the regex engine of prefix_regex, host_regex, regex_rewrite, ...
+PKGS_RX         := re2
 
 pc_cflags = $(shell pkg-config --cflags $(1) 2>/dev/null)
 pc_libs   = $(shell pkg-config --libs $(1) 2>/dev/null)
@@ -35,8 +37,12 @@ OPT       ?= -O2 -g
 CFLAGS    ?=
 LDFLAGS   ?=
 ALL_CFLAGS = $(CSTD) $(OPT) $(WARN) -MMD -MP -Icommon -pthread $(CFLAGS)
+CXXFLAGS  ?=
+ALL_CXXFLAGS = -std=c++17 $(OPT) -Wall -Wextra -Werror -MMD -MP -Icommon -pthread \
+               $(call pc_cflags,$(PKGS_RX)) $(CXXFLAGS)
 ifneq ($(SANITIZE),)
 ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+ALL_CXXFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS    += -fsanitize=$(SANITIZE)
 endif
 
@@ -50,13 +56,14 @@ endif
 
 # ---- sources -------------------------------------------------------------------------------
 COMMON_SRC     := $(sort $(wildcard common/*.c))
+COMMON_CXX_SRC := $(sort $(wildcard common/*.cc))
 CONTROLLER_SRC := $(sort $(filter-out controller/main.c,$(wildcard controller/*.c)))
 PROXY_SRC      := $(sort $(filter-out proxy/main.c,$(wildcard proxy/*.c)))
 LLHTTP_SRC     := $(LLHTTP_SRC_DIR)/api.c $(LLHTTP_SRC_DIR)/http.c $(LLHTTP_SRC_DIR)/llhttp.c
 UNIT_SRC       := $(sort $(wildcard test/unit/test_*.c))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-COMMON_OBJ     := $(call obj,$(COMMON_SRC))
+COMMON_OBJ     := $(call obj,$(COMMON_SRC)) $(patsubst %.cc,$(BUILD)/obj/%.o,$(COMMON_CXX_SRC))
 CONTROLLER_OBJ := $(call obj,$(CONTROLLER_SRC))
 PROXY_OBJ      := $(call obj,$(PROXY_SRC))
 LLHTTP_OBJ     := $(patsubst $(LLHTTP_SRC_DIR)/%.c,$(BUILD)/obj/llhttp/%.o,$(LLHTTP_SRC))
@@ -70,9 +77,10 @@ $(PROXY_OBJ) $(BUILD)/obj/proxy/main.o: ALL_CFLAGS += $(call pc_cflags,$(PKGS_PR
 $(COMMON_OBJ): ALL_CFLAGS += $(call pc_cflags,$(PKGS_COMMON))
 $(BUILD)/obj/test/%.o: ALL_CFLAGS += $(call pc_cflags,$(PKGS_CONTROLLER) $(PKGS_PROXY) $(PKGS_TEST)) -I$(LLHTTP_INC_DIR) -Icontroller -Iproxy
 
-CONTROLLER_LIBS := $(call pc_libs,$(PKGS_CONTROLLER)) -lm
-PROXY_LIBS      := $(call pc_libs,$(PKGS_PROXY)) -lm
-TEST_LIBS       := $(call pc_libs,$(PKGS_CONTROLLER) $(PKGS_PROXY) $(PKGS_TEST)) -lm
+RX_LIBS         := $(call pc_libs,$(PKGS_RX)) -lstdc++
+CONTROLLER_LIBS := $(call pc_libs,$(PKGS_CONTROLLER)) $(RX_LIBS) -lm
+PROXY_LIBS      := $(call pc_libs,$(PKGS_PROXY)) $(RX_LIBS) -lm
+TEST_LIBS       := $(call pc_libs,$(PKGS_CONTROLLER) $(PKGS_PROXY) $(PKGS_TEST)) $(RX_LIBS) -lm
 
 # Keep objects that only feed test binaries.
 .SECONDARY:
@@ -84,6 +92,11 @@ $(BUILD)/obj/%.o: %.c
 	$(call msg,CC,$<)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.cc
+	$(call msg,CXX,$<)
+	@mkdir -p $(dir $@)
+	$(Q)$(CXX) $(ALL_CXXFLAGS) -c -o $@ $<
 
 # llhttp's generated C is not ours: compile it without our warning set.
 $(BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
@@ -137,8 +150,14 @@ demo: deps
 	@scripts/demo.sh $(BUILD)
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BUILD)/bench-router
+	$(BUILD)/bench-router | tee bench/results/router-$$(date +%Y%m%d-%H%M%S).md
 	bench/proxy.sh
+
+$(BUILD)/bench-router: $(BUILD)/obj/bench/router.o $(BUILD)/libproxy.a $(BUILD)/libcommon.a
+	$(call msg,LD,$@)
+	$(Q)$(CC) -pthread $(LDFLAGS) -o $@ $^ $(PROXY_LIBS)
+$(BUILD)/obj/bench/%.o: ALL_CFLAGS += $(call pc_cflags,$(PKGS_PROXY)) -I$(LLHTTP_INC_DIR) -Iproxy
 
 # ---- packaging (Helm chart, plain manifests, image) ---------------------------------------
 IMAGE ?= legate:$(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' helm/legate/Chart.yaml)
@@ -153,7 +172,7 @@ image:
 	docker build -t $(IMAGE) .
 
 # ---- formatting ----------------------------------------------------------------------------
-FORMAT_FILES = $(sort $(wildcard common/*.[ch] controller/*.[ch] proxy/*.[ch] test/unit/*.[ch] fuzz/*.[ch]))
+FORMAT_FILES = $(sort $(wildcard common/*.[ch] controller/*.[ch] proxy/*.[ch] test/unit/*.[ch] fuzz/*.[ch] bench/*.[ch]))
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:
