@@ -1,10 +1,10 @@
 /* legate-controller: reads Services from a source into the object cache, compiles every
  * Mapping into one route table when the cache changes, and pushes the table to the proxy.
  *
- *   source (directory; later the Kubernetes API) -> cache -> compile -> push
+ *   source (the Kubernetes API, or a directory) -> cache -> compile -> push
  *
- * Everything runs on one libuv loop; the Kubernetes source will add libcurl's multi_socket
- * handles to the same loop. */
+ * Everything runs on one libuv loop; the Kubernetes source adds libcurl's multi_socket handles
+ * to the same loop. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@
 
 #include "cache.h"
 #include "compile.h"
+#include "kube.h"
 #include "log.h"
 #include "opts.h"
 #include "push.h"
@@ -33,7 +34,8 @@ struct ctl_config {
     const char *control_socket;
     const char *source_dir;
     const char *ambassador_id;
-    const char *kubeconfig;         /* for the Kubernetes source (not built yet) */
+    const char *kubeconfig;         /* for the Kubernetes source */
+    const char *context;            /* idem: instead of the kubeconfig's current-context */
     const char *namespace;          /* idem: watch one namespace instead of all */
     const char *serviceaccount_dir; /* idem: in-cluster credentials */
     int log_level;
@@ -46,6 +48,7 @@ struct ctl {
     uv_loop_t *loop;
     struct cache cache;
     struct source_dir *dir;
+    struct kube_source *kube;
     struct push *push;
     uv_timer_t debounce;
     uv_signal_t sigterm;
@@ -129,10 +132,16 @@ static void compile_and_push(struct ctl *c)
 
     c->first_change = 0;
     log_problems(c, r);
-    /* The seam for Kubernetes Events: r->services lists every annotated Service with its uid
-     * and its errors (a range of r->table->errors). With the Kubernetes source this becomes,
-     * for each s: kube_events_report(ev, s->ns, s->svc, s->uid, s->errors, s->nerrors);
-     * then kube_events_compiled(ev) once (controller/kube.h). */
+    /* Kubernetes Events on the Services: every compile reports every annotated Service (the
+     * recorder posts only what changed), whether or not the table changed. */
+    if (c->kube != NULL) {
+        struct kube_events *ev = kube_source_events(c->kube);
+        for (size_t i = 0; i < r->nservices; i++) {
+            const struct compile_service *s = &r->services[i];
+            kube_events_report(ev, s->ns, s->svc, s->uid, s->errors, s->nerrors);
+        }
+        kube_events_compiled(ev);
+    }
     if (c->last != NULL && compile_tables_equal(r->table, c->last->table)) {
         /* The cache changed in ways that do not change routes (a comment, a reordered key):
          * the proxy already has this table. */
@@ -179,6 +188,8 @@ static void on_signal(uv_signal_t *h, int signum)
     log_info("shutting down", "signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     source_dir_stop(c->dir);
     c->dir = NULL;
+    kube_source_stop(c->kube);
+    c->kube = NULL;
     push_stop(c->push);
     c->push = NULL;
     uv_close((uv_handle_t *)&c->debounce, NULL);
@@ -189,21 +200,46 @@ static void on_signal(uv_signal_t *h, int signum)
 /* The checks that need more than one flag's parser; exits 2 like a bad flag. */
 static void ctl_config_validate(const struct ctl_config *cfg)
 {
-    if (cfg->source_dir == NULL) {
-        fprintf(stderr, "legate-controller: no source: pass --source-dir (Kubernetes API source "
-                        "not built yet)\n");
+    if (cfg->source_dir != NULL &&
+        (cfg->kubeconfig || cfg->context || cfg->namespace || cfg->serviceaccount_dir)) {
+        fprintf(stderr, "legate-controller: --source-dir does not go with --kubeconfig, "
+                        "--context, --namespace or --serviceaccount-dir\n");
         exit(2);
     }
 }
 
-/* Starts the configured source. This is the hook for the Kubernetes API source: when it
- * exists, no --source-dir will mean "watch the API" (kube_source_start with kubeconfig,
- * namespace and serviceaccount_dir; ctl_config_validate stops refusing it), and the first
- * compile will wait for its initial list (kube_synced_cb) instead of following start_source at
- * once. */
+/* After each complete list of the Kubernetes source. The first one is the first compile: until
+ * then the cache does not hold the cluster's state, and an empty table pushed early would make
+ * the proxy ready with no routes. Later lists change the cache, which compiles as usual. */
+static void on_kube_synced(void *arg)
+{
+    struct ctl *c = arg;
+    if (c->last != NULL)
+        return;
+    uv_timer_stop(&c->debounce);
+    compile_and_push(c);
+}
+
+/* Starts the configured source: the directory with --source-dir, else the Kubernetes API
+ * (kubeconfig or in-cluster; exits 2 when neither can be found). */
 static void start_source(struct ctl *c)
 {
     const struct ctl_config *cfg = c->cfg;
+    if (cfg->source_dir == NULL) {
+        struct kube_flags f = { .kubeconfig = cfg->kubeconfig,
+                                .context = cfg->context,
+                                .ns = cfg->namespace,
+                                .serviceaccount_dir = cfg->serviceaccount_dir };
+        struct kube_config kc;
+        char err[1024];
+        if (kube_config_resolve(&f, &kc, err, sizeof(err)) != 0) {
+            fprintf(stderr, "legate-controller: %s\n", err);
+            exit(2);
+        }
+        c->kube = kube_source_start(c->loop, &kc, &c->cache, on_kube_synced, c);
+        kube_config_free(&kc);
+        return;
+    }
     int rc = source_dir_start(c->loop, cfg->source_dir, &c->cache, 0, &c->dir);
     if (rc != 0) {
         fprintf(stderr, "legate-controller: bad value for --source-dir: %s: %s\n", cfg->source_dir,
@@ -225,11 +261,15 @@ int main(int argc, char **argv)
           opt_string, &cfg.source_dir },
         { "ambassador-id", "ID", "use only objects for this ambassador_id (default \"default\")",
           opt_string, &cfg.ambassador_id },
-        { "kubeconfig", "FILE", "kubeconfig for the Kubernetes API (not used yet)", opt_string,
-          &cfg.kubeconfig },
-        { "namespace", "NS", "watch only this namespace (not used yet)", opt_string,
+        { "kubeconfig", "FILE",
+          "kubeconfig for the Kubernetes API (default: in-cluster, $KUBECONFIG, ~/.kube/config)",
+          opt_string, &cfg.kubeconfig },
+        { "context", "NAME", "kubeconfig context to use instead of current-context", opt_string,
+          &cfg.context },
+        { "namespace", "NS", "watch only this namespace (default: all namespaces)", opt_string,
           &cfg.namespace },
-        { "serviceaccount-dir", "DIR", "in-cluster credentials directory (not used yet)",
+        { "serviceaccount-dir", "DIR",
+          "in-cluster credentials (default /var/run/secrets/kubernetes.io/serviceaccount)",
           opt_string, &cfg.serviceaccount_dir },
         { "log-level", "LEVEL", "debug, info, warn or error (default info)", opt_level,
           &cfg.log_level },
@@ -255,9 +295,12 @@ int main(int argc, char **argv)
              cfg.control_socket, cfg.source_dir ? cfg.source_dir : "kubernetes", cfg.ambassador_id);
     c.push = push_start(c.loop, cfg.control_socket);
     /* The first table goes out now, not after the debounce: the proxy waits for it to be
-     * ready, and an empty directory must still produce one. */
-    uv_timer_stop(&c.debounce);
-    compile_and_push(&c);
+     * ready, and an empty directory must still produce one. The Kubernetes source compiles
+     * first when its initial list is in (on_kube_synced). */
+    if (c.kube == NULL) {
+        uv_timer_stop(&c.debounce);
+        compile_and_push(&c);
+    }
 
     uv_signal_init(c.loop, &c.sigterm);
     uv_signal_init(c.loop, &c.sigint);
