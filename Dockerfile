@@ -12,7 +12,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config ca-certificates \
       libuv1-dev libjson-c-dev libyaml-dev libcurl4-openssl-dev libssl-dev \
-      node-llhttp \
+      libre2-dev node-llhttp \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -24,7 +24,7 @@ RUN make \
 FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libuv1 libjson-c5 libyaml-0-2 libcurl4 libssl3 ca-certificates \
+      libuv1 libjson-c5 libyaml-0-2 libcurl4 libssl3 libre2-9 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/usr/local/bin/legate-proxy /out/usr/local/bin/legate-controller /usr/local/bin/
 # Fail the build if a shared library of either binary is missing here; add

@@ -14,14 +14,21 @@ void route_table_free(struct route_table *t);
 void route_free_fields(struct route *r);
 void route_error_free_fields(struct route_error *e);
 void route_cluster_free_fields(struct route_cluster *c);
+/* Frees n added headers and the array. Safe on NULL. */
+void route_header_adds_free(struct route_header_add *v, size_t n);
+/* Sets the Module defaults (use_remote_address true, everything else off or empty). */
+void route_settings_init(struct route_settings *s);
+void route_settings_free_fields(struct route_settings *s);
 
-/* Ambassador's order: compares the tuple (precedence, len(prefix), header weight, prefix,
- * method) in descending order. Returns <0 when a must be tried before b, >0 after, 0 when
- * they tie (keep source order: sort stably). */
+/* Ambassador's order: compares the tuple (precedence, len(prefix), header weight, query
+ * weight, prefix, method) in descending order. Returns <0 when a must be tried before b, >0
+ * after, 0 when they tie (keep source order: sort stably). */
 int route_cmp(const struct route *a, const struct route *b);
 /* Σ over header constraints (host as :authority, method as :method included) of
  * len(name) + len(value, or "*" for presence) + 1 if regex. */
 size_t route_header_weight(const struct route *r);
+/* The same sum over query-parameter constraints. */
+size_t route_query_weight(const struct route *r);
 /* Stable sort of routes into match order. */
 void route_sort(struct route *routes, size_t n);
 
@@ -32,5 +39,16 @@ json_object *route_table_to_json(const struct route_table *t);
  * types, and references to unknown clusters are errors. Returns 0 and *out (caller owns), or
  * -EINVAL with a one-line reason in err. */
 int route_table_from_json(json_object *obj, struct route_table **out, char *err, size_t errlen);
+/* True when a and b hold the same routes, clusters, errors and settings (everything but the
+ * version): what the JSON form carries, compared field by field through the same tables. */
+bool route_table_equal(const struct route_table *a, const struct route_table *b);
+
+/* Parses an ip_allow/ip_deny address block: "10.0.0.0/8", "2001:db8::/32", or a bare
+ * address (a /32 or /128). Host bits beyond the prefix must be zero. Fills *out (its cidr is
+ * a new normalised string) and returns 0, or -EINVAL. */
+int route_ip_rule_parse(const char *text, bool remote, struct route_ip_rule *out);
+/* Whether the address (4 or 16 bytes, family 4 or 6) lies in the rule's block. An
+ * IPv4-mapped IPv6 address is compared as IPv4. */
+bool route_ip_rule_contains(const struct route_ip_rule *rule, int family, const uint8_t *addr);
 
 #endif

@@ -10,9 +10,11 @@
 #ifndef LEGATE_CONTROLLER_ANNOTATION_H
 #define LEGATE_CONTROLLER_ANNOTATION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "annotation_policy.h"
 #include "route-t.h"
 
 #define ANNOTATION_KEY "getambassador.io/config"
@@ -26,12 +28,32 @@ struct mapping {
      * numbers clusters). */
     struct route route;
     /* The upstream from `service`, for the compiler's cluster table. */
-    char *scheme; /* "http" */
+    char *scheme; /* "http" or "https" */
     char *upstream_host;
     uint16_t upstream_port;
-    int doc;       /* 1-based document number in the annotation */
-    int line;      /* line of the document */
-    int name_line; /* line of the name value, for errors about the name */
+    bool port_explicit; /* `service` named the port */
+    bool timeout_set;   /* timeout_ms was given (else the Module's default applies) */
+    bool tls;           /* tls: true */
+    bool host_redirect; /* host_redirect: true */
+    bool auto_host_rewrite;
+    struct mapping_policy policy; /* weight, shadow, cluster policy (annotation_policy.h) */
+    int doc;                      /* 1-based document number in the annotation */
+    int line;                     /* line of the document */
+    int name_line;                /* line of the name value, for errors about the name */
+};
+
+/* The `ambassador` Module: listener-wide settings, and defaults for every Mapping. */
+struct module {
+    struct route_settings settings;
+    struct route_header_add *add_request_headers; /* a Mapping's own entry for a name wins */
+    size_t nadd_request_headers;
+    struct route_header_add *add_response_headers;
+    size_t nadd_response_headers;
+    uint32_t timeout_ms; /* cluster_request_timeout_ms, for Mappings without timeout_ms */
+    bool timeout_set;
+    struct module_policy policy; /* retry, cors, cluster defaults (annotation_policy.h) */
+    int line;                    /* line of the document */
+    int name_line;               /* line of the name value */
 };
 
 struct annotation_opts {
@@ -47,7 +69,8 @@ struct annotation_result {
     size_t nerrors;
     struct route_error *warnings; /* recognised but not acted on (kinds not supported yet) */
     size_t nwarnings;
-    size_t nignored; /* documents for another ambassador_id */
+    struct module *module; /* the annotation's valid `ambassador` Module, or NULL */
+    size_t nignored;       /* documents for another ambassador_id */
 };
 
 /* Parses and validates text (len bytes, need not be NUL-terminated). Fills *out (the caller
@@ -59,6 +82,8 @@ void annotation_parse(const char *text, size_t len, const struct annotation_opts
 void annotation_result_free(struct annotation_result *r);
 /* Frees what a mapping owns (its route fields included). */
 void mapping_free_fields(struct mapping *m);
+/* Frees what a module owns and the module. Safe on NULL. */
+void module_free(struct module *m);
 
 /* Optimal string alignment distance (Levenshtein plus transpositions), for "did you mean";
  * strings longer than 64 bytes count as far from everything. Exposed for tests. */

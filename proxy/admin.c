@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "opts.h"
+#include "policy.h"
 #include "route.h"
 #include "snapshot.h"
 #include "xalloc.h"
@@ -168,6 +169,29 @@ static struct adm_body *routes_body(void)
     return adm.routes;
 }
 
+/* ---- /metrics ---- */
+
+/* Prometheus text of the traffic-policy counters and gauges (policy.c), built per request:
+ * they move all the time, unlike /routes. */
+#define ADM_METRICS_MAX (64 * 1024 * 1024)
+
+static struct adm_body *metrics_body(void)
+{
+    struct px_snapshot *s = px_snapshot_current();
+    struct buf b;
+    buf_init(&b, ADM_METRICS_MAX);
+    if (s != NULL && px_policy_metrics(s->table, s->policy, &b) != 0)
+        log_warn("metrics cut short", "max_bytes=%d", ADM_METRICS_MAX);
+    px_snapshot_release(s);
+    struct adm_body *body = xmalloc(sizeof(*body) + b.len + 1);
+    body->refs = 1;
+    body->len = b.len;
+    if (b.len > 0)
+        memcpy(body->data, b.data, b.len);
+    buf_free(&b);
+    return body;
+}
+
 /* ---- connections ---- */
 
 static void on_conn_close(uv_handle_t *h)
@@ -301,6 +325,9 @@ static void dispatch(struct adm_conn *c)
         respond(c, 200, "OK", "text/plain", "alive\n", NULL, head, keep, "");
     } else if (path_is(c->url, plen, "/routes") || path_is(c->url, plen, "/ambassador/v0/diag/")) {
         respond(c, 200, "OK", "application/json", NULL, routes_body(), head, keep, "");
+    } else if (path_is(c->url, plen, "/metrics")) {
+        respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL, metrics_body(),
+                head, keep, "");
     } else {
         respond(c, 404, "Not Found", "text/plain", "not found\n", NULL, head, keep, "");
     }

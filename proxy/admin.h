@@ -4,6 +4,7 @@
  *   GET /ready  (/ambassador/v0/check_ready)  200 "ready\n" once a table was applied, else 503
  *   GET /live   (/ambassador/v0/check_alive)  200
  *   GET /routes (/ambassador/v0/diag/?json=true)  200 JSON: version, applied_at, routes, errors
+ *   GET /metrics  200 Prometheus text: per-route and per-cluster traffic-policy counters
  *
  * Other paths are 404, methods other than GET and HEAD 405. Keep-alive is supported and
  * `Connection: close` honoured; a request head over 8 KiB is answered 431 and closed. */

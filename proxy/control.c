@@ -392,6 +392,11 @@ out:
 
 int px_control_start(uv_loop_t *loop, const char *path)
 {
+    return px_control_start_group(loop, path, -1);
+}
+
+int px_control_start_group(uv_loop_t *loop, const char *path, long gid)
+{
     struct sockaddr_un sa;
     int rc;
 
@@ -410,8 +415,16 @@ int px_control_start(uv_loop_t *loop, const char *path)
         log_error("cannot bind control socket", "path=%s err=%s", path, uv_strerror(rc));
         goto fail;
     }
-    /* Before listen: until then nobody can connect, so the default mode is never usable. */
-    if (chmod(path, 0600) != 0) {
+    /* Before listen: until then nobody can connect, so the default mode is never usable. The
+     * group is set before the mode opens the socket to it. */
+    if (gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) != 0) {
+        rc = -errno;
+        log_error("cannot chgrp control socket", "path=%s gid=%ld err=%s", path, gid,
+                  uv_strerror(rc));
+        unlink(path);
+        goto fail;
+    }
+    if (chmod(path, gid >= 0 ? 0660 : 0600) != 0) {
         rc = -errno;
         log_error("cannot chmod control socket", "path=%s err=%s", path, uv_strerror(rc));
         unlink(path);
@@ -423,7 +436,8 @@ int px_control_start(uv_loop_t *loop, const char *path)
         goto fail;
     }
     ctl.path = xstrdup(path);
-    log_info("control socket listening", "path=%s", path);
+    log_info("control socket listening", "path=%s mode=%s gid=%ld", path,
+             gid >= 0 ? "0660" : "0600", gid);
     return 0;
 fail:
     uv_close((uv_handle_t *)ctl.listener, on_listener_close);

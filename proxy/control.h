@@ -12,6 +12,9 @@
  * directory is an error) and starts listening on loop. Returns 0 or a negative libuv error
  * (print it with uv_strerror); the reason is also logged. Call once, on the main thread. */
 int px_control_start(uv_loop_t *loop, const char *path);
+/* The same, and when gid >= 0 the socket belongs to that group with mode 0660, so that a
+ * controller running under another user of the group may connect (--control-socket-group). */
+int px_control_start_group(uv_loop_t *loop, const char *path, long gid);
 /* Closes the listener and any controller connection and removes the socket file. The handles
  * finish closing on the next loop iteration, so run the loop after this before closing it.
  * Safe when not started. */

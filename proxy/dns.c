@@ -2,9 +2,11 @@
  * on its thread pool), answers cached for PX_DNS_TTL_MS, and concurrent lookups of one name
  * share a single getaddrinfo. IP literals never reach the resolver.
  *
- * When a name has several addresses the first IPv4 one is used (else the first one): Services
- * resolve to IPv4 cluster addresses, and a dual-stack name such as "localhost" must not send
- * us to ::1 when the upstream listens on 127.0.0.1 only. Failures are not cached. */
+ * A name's IPv4 addresses are kept (up to PX_DNS_MAX_ADDRS, in the resolver's order), or its
+ * IPv6 ones when it has no IPv4: Services resolve to IPv4 cluster addresses, and a dual-stack
+ * name such as "localhost" must not send us to ::1 when the upstream listens on 127.0.0.1
+ * only. Which address a query gets is its pick callback's choice (the cluster's load
+ * balancer, lb.c), else the first. Failures are not cached. */
 #include "dns.h"
 
 #include <stdlib.h>
@@ -20,7 +22,8 @@ struct px_dns_entry {
     uv_getaddrinfo_t req;
     bool resolving;
     int status;
-    struct sockaddr_storage addr;
+    struct sockaddr_storage addrs[PX_DNS_MAX_ADDRS];
+    unsigned naddrs;
     uint64_t expires;
     struct px_link waiters;
 };
@@ -112,6 +115,13 @@ static bool parse_literal(const char *host, struct sockaddr_storage *addr)
     return false;
 }
 
+/* Gives q the address its pick callback chooses among e's. */
+static void choose(struct px_dns_query *q, const struct px_dns_entry *e)
+{
+    unsigned i = q->pick != NULL && e->naddrs > 1 ? q->pick(q, e->addrs, e->naddrs) : 0;
+    q->addr = e->addrs[i < e->naddrs ? i : 0];
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct px_dns_entry *e = container_of(req, struct px_dns_entry, req);
@@ -119,22 +129,28 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     e->status = status;
     e->expires = 0;
     if (status == 0) {
-        const struct addrinfo *pick = NULL;
-        for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-            if (ai->ai_family == AF_INET) {
-                pick = ai;
-                break;
-            }
-            if (pick == NULL && ai->ai_family == AF_INET6)
-                pick = ai;
+        int family = AF_INET6;
+        for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
+            if (ai->ai_family == AF_INET)
+                family = AF_INET;
+        e->naddrs = 0;
+        for (const struct addrinfo *ai = res; ai != NULL && e->naddrs < PX_DNS_MAX_ADDRS;
+             ai = ai->ai_next) {
+            if (ai->ai_family != family || ai->ai_addrlen > sizeof(e->addrs[0]))
+                continue;
+            struct sockaddr_storage a;
+            memset(&a, 0, sizeof(a));
+            memcpy(&a, ai->ai_addr, ai->ai_addrlen);
+            bool dup = false;
+            for (unsigned i = 0; i < e->naddrs && !dup; i++)
+                dup = memcmp(&e->addrs[i], &a, sizeof(a)) == 0;
+            if (!dup)
+                e->addrs[e->naddrs++] = a;
         }
-        if (pick != NULL && pick->ai_addrlen <= sizeof(e->addr)) {
-            memset(&e->addr, 0, sizeof(e->addr));
-            memcpy(&e->addr, pick->ai_addr, pick->ai_addrlen);
+        if (e->naddrs > 0)
             e->expires = uv_now(&e->w->loop) + PX_DNS_TTL_MS;
-        } else {
+        else
             e->status = UV_EAI_NODATA;
-        }
     }
     uv_freeaddrinfo(res);
     /* One waiter at a time: a callback may cancel other waiters or start a new lookup of
@@ -144,7 +160,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         px_list_remove(&q->link);
         q->entry = NULL;
         if (e->status == 0)
-            q->addr = e->addr;
+            choose(q, e);
         q->cb(q, e->status);
     }
 }
@@ -161,7 +177,7 @@ int px_dns_resolve(struct px_worker *w, const char *host, struct px_dns_query *q
     uint32_t hash = hash_str(host);
     struct px_dns_entry *e = lookup(d, host, hash);
     if (e != NULL && !e->resolving && e->status == 0 && uv_now(&w->loop) < e->expires) {
-        q->addr = e->addr;
+        choose(q, e);
         return 0;
     }
     if (e == NULL) {
@@ -189,6 +205,17 @@ int px_dns_resolve(struct px_worker *w, const char *host, struct px_dns_query *q
     q->entry = e;
     px_list_push(&e->waiters, &q->link);
     return 1;
+}
+
+int px_dns_peek(struct px_worker *w, const char *host, const struct sockaddr_storage **addrs,
+                unsigned *n)
+{
+    struct px_dns_entry *e = lookup(&w->dns, host, hash_str(host));
+    if (e == NULL || e->resolving || e->status != 0 || uv_now(&w->loop) >= e->expires)
+        return -1;
+    *addrs = e->addrs;
+    *n = e->naddrs;
+    return 0;
 }
 
 void px_dns_cancel(struct px_dns_query *q)

@@ -21,7 +21,15 @@
  * the upstream's response head arrives, and starts over whenever request body bytes are
  * handed to the upstream: the upstream must keep taking the body, and must start its response
  * within timeout_ms of the request's last byte. A long upload to a slow reader is therefore
- * not cut; streaming the response body once it has started is not limited either.
+ * not cut; streaming the response body once it has started is not limited either. While the
+ * proxy waits for the client's body it is not the upstream's fault: then the body timeout
+ * (--body-timeout-ms, 408) applies instead. The client's other timeouts: the request head
+ * (--header-timeout-ms, 408) and the idle keep-alive connection (--idle-timeout-ms).
+ *
+ * Policy. The route's traffic policy (canary member, CORS, rate limit, circuit breakers,
+ * connect/per-try/idle timeouts, retries and the body kept for them) is http_policy.c's,
+ * Upgrade tunnels tunnel.c's, shadow copies shadow.c's; this file calls them (px_pol_*,
+ * px_tunnel_*, px_shadow_*) at the points of a request's life where they decide.
  *
  * Freeing. The connection is freed in the close callback of its last handle (tcp, timer). */
 #include "http.h"
@@ -30,10 +38,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
+#include "edge.h"
+#include "http_policy.h"
 #include "log.h"
 #include "router.h"
 #include "snapshot.h"
+#include "shadow.h"
+#include "target.h"
+#include "tunnel.h"
 #include "upstream.h"
 #include "xalloc.h"
 
@@ -48,18 +62,22 @@ static void close_graceful(struct px_conn *c);
 static void upstream_error(struct px_conn *c, const char *what, const char *why);
 static void respond_local(struct px_conn *c, int status, const char *msg, const char *detail,
                           size_t detail_len);
+static void refuse_request(struct px_conn *c);
+static void arm(struct px_conn *c, enum px_timer_mode mode, uint64_t ms);
 
 /* ---- handles and timers ------------------------------------------------------------------ */
 
 static void on_close(uv_handle_t *h)
 {
     struct px_conn *c = h->data;
-    if (++c->nclosed < 2)
+    if (++c->nclosed < 3)
         return;
-    px_rbuf_put(c->w, c->rb);
-    px_rbuf_put(c->w, c->held_rb);
+    struct px_worker *w = c->w;
+    px_rbuf_put(w, c->rb);
+    px_rbuf_put(w, c->held_rb);
     px_arena_free(&c->arena);
     free(c);
+    px_worker_conn_freed(w);
 }
 
 void px_http_close(struct px_conn *c)
@@ -71,17 +89,84 @@ void px_http_close(struct px_conn *c)
         px_upstream_abort(c->up);
         c->up = NULL;
     }
+    px_pol_conn_closed(c);
     px_snapshot_release(c->snap);
     c->snap = NULL;
     px_list_remove(&c->link);
     uv_close((uv_handle_t *)&c->tcp, on_close);
     uv_close((uv_handle_t *)&c->timer, on_close);
+    uv_close((uv_handle_t *)&c->body_timer, on_close);
+}
+
+/* Whether the request is held up by the client not sending its body: the proxy reads, has
+ * nothing of the body left to parse and nothing in flight to the upstream. A request with
+ * Expect may be waiting for the upstream's 100 Continue before its body. */
+static bool waiting_on_client(struct px_conn *c)
+{
+    if (c->req_done || c->closing || c->lingering || c->client_eof)
+        return false;
+    if (c->state != PX_REQ_FORWARD && c->state != PX_REQ_LOCAL)
+        return false;
+    if ((c->rb != NULL && c->rb->off < c->rb->len) || (c->up != NULL && c->up->writing))
+        return false;
+    /* In FORWARD before any body byte left, the head is still in place for px_h1_find. */
+    if (c->state == PX_REQ_FORWARD && !c->body_sent_up && px_h1_find(&c->req, "expect", 0) >= 0)
+        return false;
+    return true;
+}
+
+/* --body-timeout-ms: fires at most body_timeout_ms after the last body bytes arrived, and
+ * answers 408 only if the proxy has been waiting on the client all that time. */
+static void on_body_timer(uv_timer_t *t)
+{
+    struct px_conn *c = t->data;
+    uint64_t limit = c->w->limits.body_timeout_ms;
+    uint64_t now = uv_now(&c->w->loop);
+    if (c->closing || c->lingering || c->req_done || c->state == PX_REQ_IDLE)
+        return;
+    if (!waiting_on_client(c)) {
+        /* The upstream (or our own buffer) holds the body up: the client is not idle. */
+        c->body_read_ms = now;
+        uv_timer_start(t, on_body_timer, limit, 0);
+        return;
+    }
+    if (now - c->body_read_ms < limit) {
+        uv_timer_start(t, on_body_timer, limit - (now - c->body_read_ms), 0);
+        return;
+    }
+    c->req.error_status = 408;
+    c->req.error_reason = "request body not received in time";
+    refuse_request(c); /* closes at once when the response has begun */
+}
+
+static void body_timer_start(struct px_conn *c)
+{
+    c->body_read_ms = uv_now(&c->w->loop);
+    uv_timer_start(&c->body_timer, on_body_timer, c->w->limits.body_timeout_ms, 0);
+}
+
+/* --header-timeout-ms ran out: 408 when part of a head came, a silent close when nothing did
+ * (the client never asked anything, an answer would be taken for its next request's). */
+static void head_timeout(struct px_conn *c)
+{
+    if (!c->req.begun && (c->rb == NULL || c->rb->off == c->rb->len)) {
+        px_http_close(c);
+        return;
+    }
+    c->req.error_status = 408;
+    c->req.error_reason = "request head not received in time";
+    refuse_request(c);
 }
 
 static void request_timeout(struct px_conn *c)
 {
     if (c->resp_head_sent || (c->state != PX_REQ_CONNECTING && c->state != PX_REQ_FORWARD))
         return;
+    if (waiting_on_client(c)) {
+        /* The upstream is not the one late: the body timer judges the client. */
+        arm(c, PX_TIMER_REQUEST, c->route->timeout_ms);
+        return;
+    }
     c->timed_out = 1;
     log_warn("upstream timeout", "cluster=%s error=%s timeout_ms=%u", c->cluster->name,
              "no response head in time", (unsigned)c->route->timeout_ms);
@@ -99,6 +184,10 @@ static void on_timer(uv_timer_t *t)
     case PX_TIMER_IDLE:
         if (c->state == PX_REQ_IDLE || c->state == PX_REQ_LOCAL)
             px_http_close(c);
+        break;
+    case PX_TIMER_HEADER:
+        if (c->state == PX_REQ_IDLE)
+            head_timeout(c);
         break;
     case PX_TIMER_LINGER:
         px_http_close(c);
@@ -136,6 +225,7 @@ static void on_dwrite(uv_write_t *req, int status)
     c->held_rb = NULL;
     if (c->closing)
         return;
+    px_pol_activity(c);
     if (status < 0) {
         log_debug("client write failed", "client=%s error=%s", c->client_ip, uv_strerror(status));
         px_http_close(c);
@@ -211,6 +301,7 @@ static void detach_upstream(struct px_conn *c, bool reusable)
 
 static void upstream_ready(struct px_conn *c)
 {
+    px_pol_ready(c);
     c->state = PX_REQ_FORWARD;
     c->head_sent_up = 0;
     c->resp_begun = 0;
@@ -223,12 +314,14 @@ static void upstream_ready(struct px_conn *c)
 static void connect_upstream(struct px_conn *c, bool fresh)
 {
     struct px_upstream *u = NULL;
-    int r = px_upstream_acquire(c->w, c->cluster->host, c->cluster->port, fresh, c, &u);
+    int r = px_upstream_acquire(c->w, c->cluster, fresh, c, &u);
     if (r < 0) {
         upstream_error(c, "connect error", uv_strerror(r));
         return;
     }
     c->up = u;
+    if (px_pol_attempt(c, r == 1) != 0)
+        return; /* a circuit breaker answered */
     if (r == 0)
         upstream_ready(c);
 }
@@ -238,7 +331,10 @@ void px_http_on_upstream_connect(struct px_conn *c, int status, const char *stag
     if (c->closing || c->up == NULL)
         return;
     if (status < 0) {
-        upstream_error(c, strcmp(stage, "dns") == 0 ? "DNS lookup failed" : "connect error",
+        upstream_error(c,
+                       strcmp(stage, "dns") == 0   ? "DNS lookup failed"
+                       : strcmp(stage, "tls") == 0 ? "TLS handshake failed"
+                                                   : "connect error",
                        uv_strerror(status));
         return;
     }
@@ -253,16 +349,19 @@ static void upstream_error(struct px_conn *c, const char *what, const char *why)
     struct px_upstream *u = c->up;
     bool retry = u != NULL && u->reused && !c->resp_begun && !c->body_sent_up && !c->retried &&
                  !c->timed_out;
+    /* Else the route's retry_policy may ask for another attempt (http_policy.c). */
+    bool again = !retry && px_pol_retry_failure(c, what);
     log_warn("upstream request failed", "cluster=%s error=%s stage=%s retry=%s",
-             c->cluster ? c->cluster->name : "", why, what, retry ? "yes" : "no");
+             c->cluster ? c->cluster->name : "", why, what, retry || again ? "yes" : "no");
     detach_upstream(c, false);
     if (c->closing)
         return;
-    if (retry) {
-        c->retried = 1;
+    if (retry || again) {
+        c->retried = c->retried || retry;
         c->head_sent_up = 0;
+        c->resp_begun = 0;
         c->state = PX_REQ_CONNECTING;
-        connect_upstream(c, true);
+        connect_upstream(c, retry);
         return;
     }
     if (c->resp_head_sent) {
@@ -273,7 +372,7 @@ static void upstream_error(struct px_conn *c, const char *what, const char *why)
     }
     char msg[96];
     snprintf(msg, sizeof(msg), "upstream %s: ", what);
-    respond_local(c, 502, msg, why, strlen(why));
+    respond_local(c, px_pol_failure_status(c, 502), msg, why, strlen(why));
 }
 
 /* Sends the head (when not sent yet on this upstream connection) and the body bytes of the
@@ -286,13 +385,18 @@ static void forward_up(struct px_conn *c, bool final)
     uv_buf_t *bufs = small;
     unsigned n = 0;
     bool body = p->body_len > 0 || (final && chunked);
+    if (c->shadow != NULL) /* shadow.c's copy of the request */
+        px_shadow_feed(c, p->body_len ? c->rb->data + p->body_off : NULL, p->body_len, final);
     if (!c->head_sent_up) {
-        bufs = px_arena_alloc(&c->arena, (c->head_niov + 4) * sizeof(*bufs));
+        bufs =
+            px_arena_alloc(&c->arena, (c->head_niov + 4 + px_pol_replay_room(c)) * sizeof(*bufs));
         memcpy(bufs, c->head_iov, c->head_niov * sizeof(*bufs));
         n = c->head_niov;
         c->head_sent_up = 1;
+        n = px_pol_replay(c, bufs, n); /* a retry: the body an earlier attempt sent */
     }
     if (p->body_len > 0) {
+        px_pol_record(c, p->body_off, p->body_len);
         if (chunked)
             bufs[n++] =
                 uv_buf_init(c->up_chunk, (unsigned)px_h1_chunk_line(c->up_chunk, p->body_len));
@@ -327,6 +431,19 @@ void px_http_on_upstream_written(struct px_conn *c, int status)
     maybe_finish(c);
 }
 
+/* Drops the attempt's connection and sends the request again: a retry the route's
+ * retry_policy allowed (http_policy.c) on the response head just received. */
+static void retry_attempt(struct px_conn *c)
+{
+    detach_upstream(c, false);
+    if (c->closing)
+        return;
+    c->head_sent_up = 0;
+    c->resp_begun = 0;
+    c->state = PX_REQ_CONNECTING;
+    connect_upstream(c, false);
+}
+
 /* ---- relaying the response --------------------------------------------------------------- */
 
 /* Sends what the last parse of the response produced: the head once, body bytes (re-chunked
@@ -339,6 +456,10 @@ static void relay(struct px_conn *c, bool done)
     unsigned n = 0;
     if (p->head_done && !c->resp_head_sent) {
         int status = p->ll.status_code;
+        if (status == 101 && c->upgrade_ok) {
+            px_tunnel_start(c); /* tunnel.c: raw bytes both ways from here */
+            return;
+        }
         if (status < 200) {
             /* Interim (100 Continue, 103): relayed to HTTP/1.1 clients, then the real
              * response follows on the same connection. */
@@ -350,6 +471,10 @@ static void relay(struct px_conn *c, bool done)
             p->skip_body = c->is_head;
             if (k > 0)
                 dwrite(c, iov, k);
+            return;
+        }
+        if (px_pol_retry_status(c, status)) {
+            retry_attempt(c);
             return;
         }
         if (c->timer_mode == PX_TIMER_REQUEST)
@@ -372,7 +497,8 @@ static void relay(struct px_conn *c, bool done)
         c->status = status;
         c->resp_head_sent = 1;
         uv_buf_t *iov = NULL;
-        unsigned k = px_h1_response_head(p, true, c->keep_alive, chunked, &c->arena, &iov);
+        unsigned k = px_h1_response_head_edited(p, true, c->keep_alive, chunked, c->resp_edits,
+                                                &c->arena, &iov);
         bufs = px_arena_alloc(&c->arena, (k + 4) * sizeof(*bufs));
         memcpy(bufs, iov, k * sizeof(*bufs));
         n = k;
@@ -420,6 +546,10 @@ static void upstream_gone(struct px_conn *c)
 static void pump_response(struct px_conn *c)
 {
     while (!c->closing && c->up != NULL && c->dwrites == 0 && !c->resp_done) {
+        if (c->tunnel) {
+            px_tunnel_down(c);
+            return;
+        }
         struct px_upstream *u = c->up;
         struct px_rbuf *rb = u->rb;
         if (rb == NULL || rb->off == rb->len) {
@@ -442,6 +572,7 @@ void px_http_on_upstream_data(struct px_conn *c)
 {
     if (c->closing)
         return;
+    px_pol_activity(c);
     c->resp_begun = 1;
     pump_response(c);
 }
@@ -469,16 +600,17 @@ static void respond_local(struct px_conn *c, int status, const char *msg, const 
     c->status = status;
     c->resp_head_sent = 1;
     c->resp_done = 1;
+    px_pol_local_headers(c, status); /* CORS lines on our own answers too */
     char *s = NULL;
-    size_t n = px_h1_local_response(&c->arena, status, msg, detail, detail_len, c->keep_alive,
-                                    c->is_head, &s);
+    size_t n = px_h1_local_response_ext(&c->arena, status, c->local_headers, msg, detail,
+                                        detail_len, c->keep_alive, c->is_head, &s);
     uv_buf_t b = uv_buf_init(s, (unsigned)n);
     if (dwrite(c, &b, 1) < 0)
         return;
     /* The rest of the request body is read and dropped, so the connection stays usable; a
      * client that never finishes it is closed like an idle one. */
     if (!c->req_done)
-        arm(c, PX_TIMER_IDLE, PX_CLIENT_IDLE_MS);
+        arm(c, PX_TIMER_IDLE, c->w->limits.idle_timeout_ms);
     pump_request(c);
     maybe_finish(c);
 }
@@ -508,11 +640,71 @@ static void refuse_request(struct px_conn *c)
     char msg[64];
     snprintf(msg, sizeof(msg), "%s: ", px_h1_reason(status));
     char *s = NULL;
-    size_t n = px_h1_local_response(&c->arena, status, msg, why, strlen(why), false, false, &s);
+    size_t n = px_h1_local_response_ext(&c->arena, status, c->local_headers, msg, why, strlen(why),
+                                        false, false, &s);
     uv_buf_t b = uv_buf_init(s, (unsigned)n);
     if (dwrite(c, &b, 1) < 0)
         return;
     maybe_finish(c);
+}
+
+/* A redirect of the proxy's own: Location (and the Server line) on a short text answer. */
+static void respond_redirect(struct px_conn *c, int status, const char *loc, size_t len)
+{
+    const char *server = c->local_headers ? c->local_headers : "";
+    size_t room = strlen(server) + len + 16;
+    char *extra = px_arena_alloc(&c->arena, room);
+    snprintf(extra, room, "%sLocation: %.*s\r\n", server, (int)len, loc);
+    c->local_headers = extra;
+    respond_local(c, status, "redirecting to ", loc, len);
+}
+
+/* x_forwarded_proto_redirect: the same URL over https. The Host's port goes: the plain-HTTP
+ * port means nothing for https. */
+static void redirect_to_https(struct px_conn *c, const char *host, size_t host_len,
+                              const char *path, size_t path_len, const char *query,
+                              size_t query_len)
+{
+    if (host == NULL || host_len == 0) {
+        respond_local(c, 400, "a Host is needed to redirect to https", NULL, 0);
+        return;
+    }
+    size_t hl = px_host_without_port(host, host_len);
+    size_t room = 8 + hl + path_len + 1 + query_len + 1; /* and the NUL snprintf writes */
+    char *loc = px_arena_alloc(&c->arena, room);
+    int n = snprintf(loc, room, "https://%.*s%.*s%s%.*s", (int)hl, host, (int)path_len, path,
+                     query ? "?" : "", query ? (int)query_len : 0, query ? query : "");
+    respond_redirect(c, 301, loc, (size_t)n);
+}
+
+/* A route with host_redirect answers instead of proxying (router.h, px_router_location). */
+static void redirect_route(struct px_conn *c, const struct route *r, const char *scheme,
+                           const char *path, size_t path_len, const char *query, size_t query_len)
+{
+    size_t room = 64 + strlen(r->host_redirect) + 3 * path_len + query_len +
+                  (r->path_redirect ? strlen(r->path_redirect) : 0) +
+                  (r->prefix_redirect ? strlen(r->prefix_redirect) : 0) +
+                  (r->regex_redirect.substitution ? 2 * strlen(r->regex_redirect.substitution) : 0);
+    char *loc = px_arena_alloc(&c->arena, room);
+    long n =
+        px_router_location(c->snap->router, r, scheme, path, path_len, query, query_len, loc, room);
+    if (n <= 0) {
+        respond_local(c, 500, "cannot build the redirect location", NULL, 0);
+        return;
+    }
+    respond_redirect(c, r->redirect_code ? r->redirect_code : ROUTE_REDIRECT_DEFAULT, loc,
+                     (size_t)n);
+}
+
+/* The route's header edits as the HTTP/1 layer takes them (NULL when it has none). */
+static const struct px_h1_edits *edits_of(struct px_conn *c, char *const *remove, size_t nremove,
+                                          const struct route_header_add *add, size_t nadd)
+{
+    if (nremove == 0 && nadd == 0)
+        return NULL;
+    struct px_h1_edits *e = px_arena_alloc(&c->arena, sizeof(*e));
+    *e = (struct px_h1_edits){ remove, nremove, add, nadd };
+    return e;
 }
 
 /* ---- requests ---------------------------------------------------------------------------- */
@@ -523,6 +715,8 @@ static void on_request_head(struct px_conn *c)
     struct px_worker *w = c->w;
     struct px_h1_parser *p = &c->req;
     disarm(c);
+    if (px_h1_has_body(p))
+        body_timer_start(c);
     c->started_ms = uv_now(&w->loop);
     c->is_head = p->ll.method == HTTP_HEAD;
     c->client_http10 = p->ll.http_minor == 0;
@@ -537,34 +731,41 @@ static void on_request_head(struct px_conn *c)
         host = px_h1_at(p, p->headers[hi].value);
         host_len = p->headers[hi].value.len;
     }
-    /* Absolute form (RFC 9112 3.2.2): its authority replaces Host, the rest is the path. */
-    size_t skip = tlen >= 7 && strncasecmp(t, "http://", 7) == 0    ? 7
-                  : tlen >= 8 && strncasecmp(t, "https://", 8) == 0 ? 8
-                                                                    : 0;
-    if (skip > 0) {
-        const char *a = t + skip, *end = t + tlen, *q = a;
-        while (q < end && *q != '/' && *q != '?')
-            q++;
-        host = a;
-        host_len = (size_t)(q - a);
-        t = q;
-        tlen = (size_t)(end - q);
+    /* The target's form was checked with the head (http1.c). An absolute-form authority
+     * replaces Host (RFC 9112 3.2.2); the path is routed and forwarded normalised, so that no
+     * spelling of it reaches a prefix the router did not pick (target.h, docs/security.md). */
+    struct px_target tg;
+    const char *why = NULL;
+    if (px_target_split(t, tlen, p->ll.method == HTTP_OPTIONS, &tg, &why) != 0) {
+        c->keep_alive = 0;
+        respond_local(c, 400, "bad request target: ", why, strlen(why));
+        return;
     }
-    const char *qm = memchr(t, '?', tlen);
-    const char *path = t;
-    size_t path_len = qm ? (size_t)(qm - t) : tlen;
-    const char *query = qm ? qm + 1 : NULL;
-    size_t query_len = qm ? tlen - path_len - 1 : 0;
-    if (path_len == 0) {
-        path = "/";
-        path_len = 1;
+    if (tg.asterisk) {
+        /* A question about the server, which the proxy is to the client. */
+        respond_local(c, 200, "OPTIONS * is answered by the proxy", NULL, 0);
+        return;
     }
-    if (log_min_level <= LOG_LEVEL_DEBUG) {
-        char *lp = px_arena_alloc(&c->arena, tlen + 1);
-        memcpy(lp, t, tlen);
-        lp[tlen] = '\0';
-        c->log_path = lp;
+    if (tg.authority != NULL) {
+        host = tg.authority;
+        host_len = tg.authority_len;
     }
+    char *npath = px_arena_alloc(&c->arena, tg.path_len + 1);
+    bool merge = w->snap != NULL && w->snap->table->settings.merge_slashes;
+    long nl = px_path_normalize(tg.path, tg.path_len, merge, npath, &why);
+    if (nl < 0) {
+        log_debug("request refused", "client=%s status=%d error=%s", c->client_ip, 400, why);
+        c->keep_alive = 0;
+        respond_local(c, 400, "bad request path: ", why, strlen(why));
+        return;
+    }
+    npath[nl] = '\0';
+    const char *path = npath;
+    size_t path_len = (size_t)nl;
+    const char *query = tg.query;
+    size_t query_len = tg.query_len;
+    /* The query is left out of the log: tokens travel there. */
+    c->log_path = npath;
 
     if (w->snap == NULL) {
         respond_local(c, 503, "no route table yet", NULL, 0);
@@ -579,12 +780,31 @@ static void on_request_head(struct px_conn *c)
         hv[i].value = px_h1_at(p, p->headers[i].value);
         hv[i].value_len = p->headers[i].value.len;
     }
+    /* The ambassador Module at the edge (edge.h): who the client is, whether it may come in,
+     * which scheme it used. */
+    const struct route_settings *st = &c->snap->table->settings;
+    struct px_edge *edge = px_arena_alloc(&c->arena, sizeof(*edge));
+    px_edge_check(st, c->client_ip, hv, p->nheaders, edge);
+    if (edge->server_line[0] != '\0')
+        c->local_headers = edge->server_line;
+    if (edge->denied) {
+        respond_local(c, 403, "denied by ip_allow/ip_deny: client ", edge->client,
+                      strlen(edge->client));
+        return;
+    }
+    if (edge->redirect_https) {
+        redirect_to_https(c, host, host_len, path, path_len, query, query_len);
+        return;
+    }
+
     const char *method = llhttp_method_name((llhttp_method_t)p->ll.method);
     struct px_request_view view = {
         .method = method,
         .method_len = strlen(method),
         .path = path,
         .path_len = path_len,
+        .query = query,
+        .query_len = query_len,
         .host = host,
         .host_len = host_len,
         .headers = hv,
@@ -595,19 +815,34 @@ static void on_request_head(struct px_conn *c)
         respond_local(c, 404, "no route for ", path, path_len);
         return;
     }
+    r = px_pol_pick(c, r); /* a canary group's member for this request */
     c->route = r;
     c->cluster = &c->snap->table->clusters[r->cluster];
+    if (r->host_redirect != NULL) {
+        redirect_route(c, r, edge->proto, path, path_len, query, query_len);
+        return;
+    }
 
-    size_t cap = (r->rewrite ? strlen(r->rewrite) : 0) + path_len + 1 + query_len;
+    size_t cap = px_router_rewrite_room(r, path_len, query_len);
     char *target = px_arena_alloc(&c->arena, cap);
-    long tl = px_rewrite_target(r, path, path_len, query, query_len, target, cap);
+    long tl = px_router_rewrite(c->snap->router, r, path, path_len, query, query_len, target, cap);
     if (tl <= 0) {
         respond_local(c, 500, "cannot rewrite the request target", NULL, 0);
         return;
     }
-    struct px_h1_forward f = { .target = target,
-                               .target_len = (size_t)tl,
-                               .client_ip = c->client_ip };
+    c->resp_edits = edits_of(c, r->remove_response_headers, r->nremove_response_headers,
+                             r->add_response_headers, r->nadd_response_headers);
+    if (px_pol_admit(c) != 0)
+        return; /* CORS preflight, rate limit or circuit breaker answered (http_policy.c) */
+    struct px_h1_forward f = {
+        .target = target,
+        .target_len = (size_t)tl,
+        .client_ip = c->client_ip,
+        .keep_xff = !st->use_remote_address,
+        .proto = edge->proto,
+        .edits = edits_of(c, r->remove_request_headers, r->nremove_request_headers,
+                          r->add_request_headers, r->nadd_request_headers),
+    };
     if (r->host_rewrite != NULL) {
         f.host = r->host_rewrite;
         f.host_len = strlen(r->host_rewrite);
@@ -625,6 +860,8 @@ static void on_request_head(struct px_conn *c)
         f.host_len = (size_t)n;
     }
     c->head_niov = px_h1_request_head(p, &f, &c->arena, &c->head_iov);
+    px_tunnel_prepare(c); /* use_websocket / allow_upgrade */
+    px_shadow_start(c, &f);
     if (r->timeout_ms > 0)
         arm(c, PX_TIMER_REQUEST, r->timeout_ms);
     c->state = PX_REQ_CONNECTING;
@@ -635,6 +872,10 @@ static void on_request_head(struct px_conn *c)
 static void pump_request_once(struct px_conn *c)
 {
     while (!c->closing && !c->lingering) {
+        if (c->tunnel) {
+            px_tunnel_up(c);
+            return;
+        }
         if (c->state == PX_REQ_CONNECTING)
             return;
         if (c->state == PX_REQ_FORWARD) {
@@ -693,9 +934,12 @@ static void pump_request(struct px_conn *c)
 
 static void reset_request(struct px_conn *c)
 {
+    px_pol_request_end(c);
     c->state = PX_REQ_IDLE;
     c->route = NULL;
     c->cluster = NULL;
+    c->local_headers = NULL;
+    c->resp_edits = NULL;
     c->head_iov = NULL;
     c->head_niov = 0;
     c->status = 0;
@@ -713,6 +957,7 @@ static void reset_request(struct px_conn *c)
     c->resp_done = 0;
     c->retried = 0;
     c->timed_out = 0;
+    c->upgrade_ok = 0;
 }
 
 static void finish_request(struct px_conn *c)
@@ -722,6 +967,7 @@ static void finish_request(struct px_conn *c)
         bool reusable = c->req_done && u->resp.done && llhttp_should_keep_alive(&u->resp.ll);
         detach_upstream(c, reusable);
     }
+    px_pol_request_end(c); /* its circuit-breaker slots, now, even if the close lingers */
     log_debug("request", "client=%s method=%s path=%s status=%d cluster=%s duration_ms=%llu",
               c->client_ip, llhttp_method_name((llhttp_method_t)c->req.ll.method),
               c->log_path ? c->log_path : "", c->status, c->cluster ? c->cluster->name : "",
@@ -729,6 +975,7 @@ static void finish_request(struct px_conn *c)
     px_snapshot_release(c->snap);
     c->snap = NULL;
     disarm(c);
+    uv_timer_stop(&c->body_timer);
     if (!c->keep_alive || !c->req_done) {
         close_graceful(c);
         return;
@@ -736,7 +983,11 @@ static void finish_request(struct px_conn *c)
     reset_request(c);
     px_arena_reset(&c->arena);
     px_h1_next(&c->req);
-    arm(c, PX_TIMER_IDLE, PX_CLIENT_IDLE_MS);
+    /* Bytes of a pipelined request already here: its head is on the clock. */
+    if (c->rb != NULL && c->rb->off < c->rb->len)
+        arm(c, PX_TIMER_HEADER, c->w->limits.header_timeout_ms);
+    else
+        arm(c, PX_TIMER_IDLE, c->w->limits.idle_timeout_ms);
     pump_request(c);
 }
 
@@ -772,6 +1023,8 @@ static void make_room(struct px_conn *c)
             return; /* a write in flight points into the buffer */
         if ((c->state == PX_REQ_CONNECTING || c->state == PX_REQ_FORWARD) && !c->body_sent_up)
             return; /* the head (iovecs into the buffer) may still be sent, or sent again */
+        if (px_pol_keep_buffer(c))
+            return; /* head and body stay for a retry (http_policy.c) */
         keep = rb->off;
     }
     if (keep == 0 || (PX_RBUF_SIZE - rb->len >= READ_MIN_ROOM && keep < rb->len))
@@ -811,8 +1064,9 @@ static void on_client_eof(struct px_conn *c, int err)
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
-    if (err != UV_EOF || c->lingering || c->state == PX_REQ_IDLE || !c->req_done) {
-        /* Nothing in progress, or a request cut short: nothing to answer. */
+    if (err != UV_EOF || c->lingering || c->state == PX_REQ_IDLE || !c->req_done || c->tunnel) {
+        /* Nothing in progress, or a request cut short: nothing to answer. A tunnel ends when
+         * either side closes. */
         if (err != UV_EOF && err != UV_ECONNRESET)
             log_debug("client read failed", "client=%s error=%s", c->client_ip, uv_strerror(err));
         px_http_close(c);
@@ -841,8 +1095,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->rb->len += (uint32_t)nread;
-    if (nread > 0)
+    px_pol_activity(c);
+    if (nread > 0) {
+        if (c->state != PX_REQ_IDLE)
+            c->body_read_ms = uv_now(&c->w->loop);
+        else if (c->timer_mode == PX_TIMER_IDLE)
+            arm(c, PX_TIMER_HEADER, c->w->limits.header_timeout_ms); /* a head begins */
         pump_request(c);
+    }
     release_idle_rbuf(c);
 }
 
@@ -905,21 +1165,26 @@ void px_http_drain(struct px_conn *c)
 
 /* ---- accepting --------------------------------------------------------------------------- */
 
-void px_http_accept(struct px_worker *w)
+void px_http_accept(struct px_worker *w, int fd)
 {
     struct px_conn *c = xcalloc(1, sizeof(*c));
     c->w = w;
+    w->nconns++;
     px_list_init(&c->link);
     uv_tcp_init(&w->loop, &c->tcp);
     c->tcp.data = c;
     uv_timer_init(&w->loop, &c->timer);
     c->timer.data = c;
-    int r = uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp);
+    uv_timer_init(&w->loop, &c->body_timer);
+    c->body_timer.data = c;
+    int r = uv_tcp_open(&c->tcp, fd);
     if (r != 0) {
         log_warn("accept failed", "worker=%d error=%s", w->id, uv_strerror(r));
+        close(fd);
         c->closing = 1;
         uv_close((uv_handle_t *)&c->tcp, on_close);
         uv_close((uv_handle_t *)&c->timer, on_close);
+        uv_close((uv_handle_t *)&c->body_timer, on_close);
         return;
     }
     px_list_push(&w->conns, &c->link);
@@ -935,6 +1200,24 @@ void px_http_accept(struct px_worker *w)
     }
     px_h1_init(&c->req, HTTP_REQUEST, true);
     px_arena_init(&c->arena);
-    arm(c, PX_TIMER_IDLE, PX_CLIENT_IDLE_MS);
+    /* A new connection is there to send a request: its head is on the clock from now. */
+    arm(c, PX_TIMER_HEADER, w->limits.header_timeout_ms);
     update_reading(c);
+}
+
+/* ---- for the policy modules -------------------------------------------------------------- */
+
+void px_http_respond(struct px_conn *c, int status, const char *msg, const char *detail)
+{
+    respond_local(c, status, msg, detail, detail ? strlen(detail) : 0);
+}
+
+void px_http_upstream_failed(struct px_conn *c, const char *what, const char *why)
+{
+    upstream_error(c, what, why);
+}
+
+int px_http_write(struct px_conn *c, uv_buf_t *bufs, unsigned n)
+{
+    return dwrite(c, bufs, n);
 }

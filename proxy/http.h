@@ -7,12 +7,19 @@
 
 #include "internal.h"
 
-/* Accepts one connection from w's listener. */
-void px_http_accept(struct px_worker *w);
+/* Takes over the accepted socket fd (non-blocking) as a client connection of w. */
+void px_http_accept(struct px_worker *w, int fd);
 /* Shutdown: closes c if it is between requests, else lets its request finish first. */
 void px_http_drain(struct px_conn *c);
 /* Closes c now. */
 void px_http_close(struct px_conn *c);
+/* For the policy modules (http_policy.c, tunnel.c): the proxy's own answer (status, then the
+ * text msg + detail), and the failure path of the upstream leg (which may retry). */
+void px_http_respond(struct px_conn *c, int status, const char *msg, const char *detail);
+void px_http_upstream_failed(struct px_conn *c, const char *what, const char *why);
+/* Writes to the client: 0 written, 1 in flight (the upstream's reading pauses until it
+ * completes), or a negative error after which c is closing. */
+int px_http_write(struct px_conn *c, uv_buf_t *bufs, unsigned n);
 
 /* Events from upstream.c about c->up. */
 void px_http_on_upstream_connect(struct px_conn *c, int status, const char *stage);

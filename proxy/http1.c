@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "target.h"
+
 /* ---- parser callbacks -------------------------------------------------------------------- */
 
 static struct px_h1_parser *parser_of(llhttp_t *ll)
@@ -38,6 +40,7 @@ static int on_message_begin(llhttp_t *ll)
     p->target_started = false;
     p->target_done = false;
     p->target.off = p->target.len = 0;
+    p->ext_len = 0;
     /* The array of the previous message belonged to an arena that has been reset since. */
     p->headers = NULL;
     p->nheaders = 0;
@@ -116,6 +119,8 @@ static int on_header_field_complete(llhttp_t *ll)
      * read differently (the classic "Transfer-Encoding :" smuggling). */
     const struct px_h1_header *h = &p->headers[p->nheaders - 1];
     const unsigned char *n = (const unsigned char *)px_h1_at(p, h->name);
+    if (h->name.len == 0) /* llhttp takes a line starting with ':' */
+        return refuse(p, p->type == HTTP_REQUEST ? 400 : 502, "empty header name");
     for (uint32_t i = 0; i < h->name.len; i++) {
         if (!is_tchar(n[i]))
             return refuse(p, p->type == HTTP_REQUEST ? 400 : 502, "invalid header name");
@@ -187,25 +192,58 @@ static int check_request_head(struct px_h1_parser *p)
         return refuse(p, 405, "CONNECT is not supported");
     if ((ll->flags & F_CONTENT_LENGTH) && (ll->flags & (F_TRANSFER_ENCODING | F_CHUNKED)))
         return refuse(p, 400, "both Content-Length and Transfer-Encoding");
-    if (ll->flags & F_TRANSFER_ENCODING) {
+    /* Every Transfer-Encoding line, whatever llhttp made of it (an empty value sets no flag). */
+    for (int i = px_h1_find(p, "transfer-encoding", 0); i >= 0;
+         i = px_h1_find(p, "transfer-encoding", (uint32_t)i + 1)) {
         /* HTTP/1.0 has no chunked coding: a 1.0 hop in front of us would frame the body by
          * Content-Length or the close, so the two would disagree (RFC 9112 6.1). */
         if (ll->http_minor == 0)
             return refuse(p, 400, "Transfer-Encoding in an HTTP/1.0 request");
+        if (p->headers[i].value.len == 0 || (ll->flags & F_CONTENT_LENGTH))
+            return refuse(p, 400, "invalid Transfer-Encoding");
         /* The proxy decodes chunked and re-chunks; any other coding would be lost on the
          * way, and llhttp refuses a request whose last coding is not chunked only after the
          * head was announced. */
-        for (int i = px_h1_find(p, "transfer-encoding", 0); i >= 0;
-             i = px_h1_find(p, "transfer-encoding", (uint32_t)i + 1)) {
-            if (!span_ieq(p, p->headers[i].value, "chunked"))
-                return refuse(p, 501, "unsupported Transfer-Encoding");
-        }
+        if (!span_ieq(p, p->headers[i].value, "chunked"))
+            return refuse(p, 501, "unsupported Transfer-Encoding");
     }
     int host = px_h1_find(p, "host", 0);
     if (host >= 0 && px_h1_find(p, "host", (uint32_t)host + 1) >= 0)
         return refuse(p, 400, "more than one Host header");
     if (host < 0 && ll->http_minor == 1)
         return refuse(p, 400, "missing Host header");
+    /* RFC 9112 3.2: a Host that is not a host[:port] is a 400; forwarded, a '/' or '@' in it
+     * would reach whatever builds URLs from it upstream. */
+    if (host >= 0 &&
+        !px_host_is_valid(px_h1_at(p, p->headers[host].value), p->headers[host].value.len))
+        return refuse(p, 400, "invalid Host header");
+    struct px_target t;
+    const char *why = NULL;
+    if (px_target_split(px_h1_at(p, p->target), p->target.len, ll->method == HTTP_OPTIONS, &t,
+                        &why) != 0)
+        return refuse(p, 400, why);
+    return 0;
+}
+
+/* Our checks on a complete response head. Returns 0 or refuse(). */
+static int check_response_head(struct px_h1_parser *p)
+{
+    const llhttp_t *ll = &p->ll;
+    if (ll->http_major != 1)
+        return refuse(p, 502, "unsupported HTTP version");
+    if (ll->status_code == 101 && !p->allow_101) {
+        /* Upgrade is hop-by-hop: only a route that tunnels it (tunnel.c) forwards it. */
+        return refuse(p, 502, "unexpected 101 Switching Protocols");
+    }
+    /* The body is decoded from chunked and re-framed for the client: any other coding would
+     * reach the client unannounced, and a 1.0 response cannot be chunked at all. */
+    for (int i = px_h1_find(p, "transfer-encoding", 0); i >= 0;
+         i = px_h1_find(p, "transfer-encoding", (uint32_t)i + 1)) {
+        if (ll->http_minor == 0)
+            return refuse(p, 502, "Transfer-Encoding in an HTTP/1.0 response");
+        if (!span_ieq(p, p->headers[i].value, "chunked"))
+            return refuse(p, 502, "unsupported Transfer-Encoding in the response");
+    }
     return 0;
 }
 
@@ -218,16 +256,41 @@ static int on_headers_complete(llhttp_t *ll)
             return -1;
         return p->pause_on_head ? HPE_PAUSED : 0;
     }
-    if (ll->http_major != 1) {
-        refuse(p, 502, "unsupported HTTP version");
+    if (check_response_head(p) != 0)
         return -1;
-    }
-    if (ll->status_code == 101) {
-        /* The proxy never asks for an upgrade (Upgrade is hop-by-hop). */
-        refuse(p, 502, "unexpected 101 Switching Protocols");
-        return -1;
-    }
     return p->skip_body ? 1 : 0;
+}
+
+/* Checks the framing bytes buf[from, to) (all but body data) in stream order: CRLF is the only
+ * line ending (RFC 9112 2.2), and chunk data is followed by exactly CRLF (7.1). The loose
+ * build of llhttp that we link takes "\r\n\n" as the end of a head and skips any two bytes
+ * after chunk data; a server behind or in front of us may not, and that is how requests get
+ * smuggled. Returns false at the first violation. */
+static bool scan_framing(struct px_h1_parser *p, uint32_t from, uint32_t to)
+{
+    for (uint32_t i = from; i < to; i++) {
+        char c = p->buf[i];
+        if (p->scan_after_data > 0) {
+            if (c != (p->scan_after_data == 2 ? '\r' : '\n'))
+                return false;
+            p->scan_after_data--;
+        } else if (p->scan_cr) {
+            if (c != '\n')
+                return false;
+            p->scan_cr = false;
+        } else if (c == '\r') {
+            p->scan_cr = true;
+        } else if (c == '\n') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int refuse_framing(struct px_h1_parser *p)
+{
+    return refuse(p, p->type == HTTP_REQUEST ? 400 : 502,
+                  "bare CR or LF, or chunk data not followed by CRLF");
 }
 
 /* Body bytes met in one execute call are moved next to each other: the chunk framing between
@@ -238,11 +301,36 @@ static int on_body(llhttp_t *ll, const char *at, size_t len)
     if (len == 0)
         return 0;
     uint32_t off = (uint32_t)(at - p->buf);
+    /* The framing before these bytes is checked now: the move below may write over it. */
+    if (!scan_framing(p, p->scan_from, off))
+        return refuse_framing(p);
+    p->scan_from = off + (uint32_t)len;
+    if ((ll->flags & F_CHUNKED) && ll->content_length == 0)
+        p->scan_after_data = 2; /* the end of this chunk's data */
     if (p->body_len == 0)
         p->body_off = off;
     else if (off != p->body_off + p->body_len)
         memmove(p->buf + p->body_off + p->body_len, at, len);
     p->body_len += (uint32_t)len;
+    return 0;
+}
+
+/* After each chunk-size line. */
+static int on_chunk_header(llhttp_t *ll)
+{
+    parser_of(ll)->ext_len = 0;
+    return 0;
+}
+
+/* Chunk extensions are parsed and dropped; a cap keeps a peer from feeding the parser an
+ * endless chunk-size line. */
+static int on_chunk_extension(llhttp_t *ll, const char *at, size_t len)
+{
+    struct px_h1_parser *p = parser_of(ll);
+    (void)at;
+    if (len > PX_H1_CHUNK_EXT_MAX - p->ext_len)
+        return refuse(p, p->type == HTTP_REQUEST ? 400 : 502, "chunk extensions over 4 KiB");
+    p->ext_len += (uint32_t)len;
     return 0;
 }
 
@@ -266,6 +354,9 @@ static const llhttp_settings_t settings = {
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
+    .on_chunk_extension_name = on_chunk_extension,
+    .on_chunk_extension_value = on_chunk_extension,
 };
 
 /* ---- driving ----------------------------------------------------------------------------- */
@@ -286,6 +377,7 @@ enum px_h1_event px_h1_execute(struct px_h1_parser *p, char *buf, uint32_t from,
     p->arena = arena;
     p->body_off = from;
     p->body_len = 0;
+    p->scan_from = from;
     if (!p->begun)
         p->start = from;
     uint32_t pos = from;
@@ -304,6 +396,10 @@ enum px_h1_event px_h1_execute(struct px_h1_parser *p, char *buf, uint32_t from,
             continue;
         }
         *consumed = at - from;
+        if (err == HPE_PAUSED && !scan_framing(p, p->scan_from, at)) {
+            refuse_framing(p);
+            return PX_H1_ERROR;
+        }
         if (err == HPE_PAUSED)
             return p->done ? PX_H1_DONE : PX_H1_HEAD;
         if (p->error_status == 0) {
@@ -315,6 +411,10 @@ enum px_h1_event px_h1_execute(struct px_h1_parser *p, char *buf, uint32_t from,
         return PX_H1_ERROR;
     }
     *consumed = pos - from;
+    if (!scan_framing(p, p->scan_from, to)) {
+        refuse_framing(p);
+        return PX_H1_ERROR;
+    }
     if (!p->head_done && to - p->start >= PX_H1_HEAD_MAX) {
         if (p->type == HTTP_REQUEST)
             refuse(p, 431, "request header block larger than 64 KiB");
@@ -336,9 +436,12 @@ void px_h1_next(struct px_h1_parser *p)
     p->head_done = false;
     p->done = false;
     p->skip_body = false;
+    p->allow_101 = false;
     p->headers = NULL;
     p->nheaders = 0;
     p->cap = 0;
+    p->scan_cr = false;
+    p->scan_after_data = 0;
     llhttp_resume(&p->ll);
 }
 
@@ -411,13 +514,27 @@ bool px_h1_is_hop_by_hop(const char *name, size_t len)
     return false;
 }
 
+/* Whether a route's edits remove header name: listed in remove, or replaced by an addition
+ * with append false. */
+static bool is_edited_out(const struct px_h1_edits *e, const char *name, size_t len)
+{
+    for (size_t i = 0; e != NULL && i < e->nremove; i++)
+        if (name_is(name, len, e->remove[i]))
+            return true;
+    for (size_t i = 0; e != NULL && i < e->nadd; i++)
+        if (!e->add[i].append && name_is(name, len, e->add[i].name))
+            return true;
+    return false;
+}
+
 /* Whether header i is dropped on the way through. Content-Length is never dropped, even when
  * a peer lists it in Connection: the body is forwarded as framed by it. */
-static bool is_dropped(const struct px_h1_parser *p, uint32_t i, bool request)
+static bool is_dropped(const struct px_h1_parser *p, uint32_t i, bool request,
+                       const struct px_h1_edits *edits)
 {
     const struct px_h1_header *h = &p->headers[i];
     const char *n = px_h1_at(p, h->name);
-    if (px_h1_is_hop_by_hop(n, h->name.len))
+    if (px_h1_is_hop_by_hop(n, h->name.len) || is_edited_out(edits, n, h->name.len))
         return true;
     if (request && (name_is(n, h->name.len, "host") || name_is(n, h->name.len, "x-forwarded-for") ||
                     name_is(n, h->name.len, "x-forwarded-proto")))
@@ -430,13 +547,13 @@ static bool is_dropped(const struct px_h1_parser *p, uint32_t i, bool request)
 /* Appends the kept header lines as iovecs. Neighbouring kept lines are one run of the original
  * bytes (they are separated by exactly CRLF: llhttp refuses bare LF, we refuse obs-fold), so a
  * head costs a few iovecs, not one per header. Returns the new count. */
-static unsigned add_kept_headers(const struct px_h1_parser *p, bool request, uv_buf_t *iov,
-                                 unsigned n)
+static unsigned add_kept_headers(const struct px_h1_parser *p, bool request,
+                                 const struct px_h1_edits *edits, uv_buf_t *iov, unsigned n)
 {
     const char *run = NULL;
     size_t run_len = 0;
     for (uint32_t i = 0; i < p->nheaders; i++) {
-        if (is_dropped(p, i, request))
+        if (is_dropped(p, i, request, edits))
             continue;
         const struct px_h1_header *h = &p->headers[i];
         const char *line = px_h1_at(p, h->name);
@@ -460,6 +577,22 @@ static unsigned add_kept_headers(const struct px_h1_parser *p, bool request, uv_
     return n;
 }
 
+/* The added header lines of edits, formatted in one piece (NULL when none). */
+static char *format_adds(const struct px_h1_edits *e, struct px_arena *a, size_t *len)
+{
+    size_t cap = 0;
+    *len = 0;
+    for (size_t i = 0; e != NULL && i < e->nadd; i++)
+        cap += strlen(e->add[i].name) + strlen(e->add[i].value) + 4;
+    if (cap == 0)
+        return NULL;
+    char *s = px_arena_alloc(a, cap + 1);
+    for (size_t i = 0; i < e->nadd; i++)
+        *len += (size_t)snprintf(s + *len, cap + 1 - *len, "%s: %s\r\n", e->add[i].name,
+                                 e->add[i].value);
+    return s;
+}
+
 unsigned px_h1_request_head(const struct px_h1_parser *p, const struct px_h1_forward *f,
                             struct px_arena *a, uv_buf_t **out)
 {
@@ -477,15 +610,17 @@ unsigned px_h1_request_head(const struct px_h1_parser *p, const struct px_h1_for
     memcpy(line + mlen + 1 + f->target_len, version, sizeof(version) - 1);
     iov[n++] = uv_buf_init(line, (unsigned)llen);
 
-    n = add_kept_headers(p, true, iov, n);
+    n = add_kept_headers(p, true, f->edits, iov, n);
 
     /* The headers the proxy sets, formatted in one piece. X-Forwarded-For keeps what earlier
-     * hops wrote, in order, and appends the client's address. */
+     * hops wrote, in order, and appends the client's address (unless keep_xff). */
     static const char host_k[] = "Host: ", xff_k[] = "X-Forwarded-For: ";
-    static const char tail_te[] = "X-Forwarded-Proto: http\r\nTransfer-Encoding: chunked\r\n\r\n";
-    static const char tail[] = "X-Forwarded-Proto: http\r\n\r\n";
-    size_t iplen = strlen(f->client_ip);
-    size_t cap = sizeof(host_k) + f->host_len + 2 + sizeof(xff_k) + iplen + 2 + sizeof(tail_te);
+    static const char xfp_k[] = "X-Forwarded-Proto: ", te[] = "Transfer-Encoding: chunked\r\n";
+    const char *proto = f->proto ? f->proto : "http";
+    size_t iplen = f->keep_xff ? 0 : strlen(f->client_ip), addlen = 0;
+    char *adds = format_adds(f->edits, a, &addlen);
+    size_t cap = sizeof(host_k) + f->host_len + 2 + sizeof(xff_k) + iplen + 2 + sizeof(xfp_k) +
+                 strlen(proto) + 2 + addlen + sizeof(te) + 2;
     for (int i = px_h1_find(p, "x-forwarded-for", 0); i >= 0;
          i = px_h1_find(p, "x-forwarded-for", (uint32_t)i + 1))
         cap += p->headers[i].value.len + 2;
@@ -499,6 +634,7 @@ unsigned px_h1_request_head(const struct px_h1_parser *p, const struct px_h1_for
     PUT(host_k, sizeof(host_k) - 1);
     PUT(f->host, f->host_len);
     PUT("\r\n", 2);
+    size_t xff_at = len;
     PUT(xff_k, sizeof(xff_k) - 1);
     for (int i = px_h1_find(p, "x-forwarded-for", 0); i >= 0;
          i = px_h1_find(p, "x-forwarded-for", (uint32_t)i + 1)) {
@@ -507,12 +643,22 @@ unsigned px_h1_request_head(const struct px_h1_parser *p, const struct px_h1_for
         PUT(px_h1_at(p, p->headers[i].value), p->headers[i].value.len);
         PUT(", ", 2);
     }
-    PUT(f->client_ip, iplen);
-    PUT("\r\n", 2);
-    if (px_h1_is_chunked(p))
-        PUT(tail_te, sizeof(tail_te) - 1);
+    if (!f->keep_xff)
+        PUT(f->client_ip, iplen);
+    else if (len > xff_at + sizeof(xff_k) - 1)
+        len -= 2; /* the last ", " */
     else
-        PUT(tail, sizeof(tail) - 1);
+        len = xff_at; /* nothing to forward */
+    if (len > xff_at)
+        PUT("\r\n", 2);
+    PUT(xfp_k, sizeof(xfp_k) - 1);
+    PUT(proto, strlen(proto));
+    PUT("\r\n", 2);
+    if (adds != NULL)
+        PUT(adds, addlen);
+    if (px_h1_is_chunked(p))
+        PUT(te, sizeof(te) - 1);
+    PUT("\r\n", 2);
 #undef PUT
     iov[n++] = uv_buf_init(s, (unsigned)len);
     *out = iov;
@@ -522,7 +668,14 @@ unsigned px_h1_request_head(const struct px_h1_parser *p, const struct px_h1_for
 unsigned px_h1_response_head(const struct px_h1_parser *p, bool final, bool keep_alive,
                              bool chunked, struct px_arena *a, uv_buf_t **out)
 {
-    uv_buf_t *iov = px_arena_alloc(a, (2 + 2 * (size_t)p->nheaders) * sizeof(*iov));
+    return px_h1_response_head_edited(p, final, keep_alive, chunked, NULL, a, out);
+}
+
+unsigned px_h1_response_head_edited(const struct px_h1_parser *p, bool final, bool keep_alive,
+                                    bool chunked, const struct px_h1_edits *edits,
+                                    struct px_arena *a, uv_buf_t **out)
+{
+    uv_buf_t *iov = px_arena_alloc(a, (3 + 2 * (size_t)p->nheaders) * sizeof(*iov));
     unsigned n = 0;
 
     /* "HTTP/1.1 NNN reason\r\n"; llhttp guarantees three digits. */
@@ -538,7 +691,11 @@ unsigned px_h1_response_head(const struct px_h1_parser *p, bool final, bool keep
     memcpy(line + 13 + rlen, "\r\n", 2);
     iov[n++] = uv_buf_init(line, (unsigned)(15 + rlen));
 
-    n = add_kept_headers(p, false, iov, n);
+    n = add_kept_headers(p, false, edits, iov, n);
+    size_t addlen = 0;
+    char *adds = format_adds(edits, a, &addlen);
+    if (adds != NULL)
+        iov[n++] = uv_buf_init(adds, (unsigned)addlen);
 
     const char *tail = "\r\n";
     if (final && keep_alive)
@@ -574,14 +731,32 @@ size_t px_h1_chunk_line(char *out, size_t n)
 const char *px_h1_reason(int status)
 {
     switch (status) {
+    case 200:
+        return "OK";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
     case 414:
         return "URI Too Long";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
@@ -604,16 +779,27 @@ const char *px_h1_reason(int status)
 size_t px_h1_local_response(struct px_arena *a, int status, const char *msg, const char *detail,
                             size_t detail_len, bool keep_alive, bool head_only, char **out)
 {
+    return px_h1_local_response_ext(a, status, NULL, msg, detail, detail_len, keep_alive, head_only,
+                                    out);
+}
+
+size_t px_h1_local_response_ext(struct px_arena *a, int status, const char *extra, const char *msg,
+                                const char *detail, size_t detail_len, bool keep_alive,
+                                bool head_only, char **out)
+{
     size_t mlen = strlen(msg);
     if (detail == NULL)
         detail_len = 0;
+    if (extra == NULL)
+        extra = "";
     size_t body = mlen + detail_len + 1;
-    size_t cap = 192 + body;
+    size_t cap = 192 + strlen(extra) + body;
     char *s = px_arena_alloc(a, cap);
-    int n = snprintf(s, cap,
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\nConnection: %s\r\n\r\n",
-                     status, px_h1_reason(status), body, keep_alive ? "keep-alive" : "close");
+    int n =
+        snprintf(s, cap,
+                 "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain; charset=utf-8\r\n"
+                 "Content-Length: %zu\r\nConnection: %s\r\n\r\n",
+                 status, px_h1_reason(status), extra, body, keep_alive ? "keep-alive" : "close");
     size_t len = (size_t)n;
     if (!head_only) {
         memcpy(s + len, msg, mlen);

@@ -4,7 +4,9 @@
  * - px_h1_parser drives llhttp (strict: no lenient flag) as a head recorder. The request line
  *   or status reason and every header are kept as offsets into the caller's read buffer, which
  *   must hold the whole head contiguously; our own checks run on top of llhttp's (obs-fold,
- *   Transfer-Encoding on HTTP/1.0, header names with spaces, caps on the head and target).
+ *   Transfer-Encoding on HTTP/1.0 or other than chunked, header names with spaces or empty,
+ *   Host and request-target syntax, bare CR/LF anywhere in the framing, CRLF after chunk
+ *   data, caps on the head, target, header count and chunk extensions; docs/security.md).
  *   Body bytes met during one execute call are moved together in place, so the caller sends
  *   them as one piece (and one chunk when re-chunking).
  * - px_h1_request_head / px_h1_response_head build the head to forward as an iovec array:
@@ -22,11 +24,13 @@
 #include <uv.h>
 
 #include "arena.h"
+#include "route-t.h"
 
-#define PX_H1_HEAD_MAX    (64 * 1024) /* request line + headers; over it: 431 */
-#define PX_H1_TARGET_MAX  (8 * 1024)  /* request target; over it: 414 */
-#define PX_H1_HEADERS_MAX 256         /* header fields in one head; over it: 431 */
-#define PX_H1_CHUNK_LINE  20          /* room for a chunk-size line: 16 hex digits + CRLF */
+#define PX_H1_HEAD_MAX      (64 * 1024) /* request line + headers; over it: 431 */
+#define PX_H1_TARGET_MAX    (8 * 1024)  /* request target; over it: 414 */
+#define PX_H1_HEADERS_MAX   100         /* header fields in one head; over it: 431 */
+#define PX_H1_CHUNK_EXT_MAX (4 * 1024)  /* chunk extensions of one chunk-size line; over: 400 */
+#define PX_H1_CHUNK_LINE    20          /* room for a chunk-size line: 16 hex digits + CRLF */
 
 /* A byte range of the head, relative to the message's first byte (px_h1_parser.start). */
 struct px_h1_span {
@@ -52,6 +56,8 @@ struct px_h1_parser {
     bool pause_on_head;
     /* Set by the caller before the head of a response to HEAD is parsed. */
     bool skip_body;
+    /* Set by the caller when a 101 may answer: the request's Upgrade is tunnelled. */
+    bool allow_101;
 
     /* Where the current message lives: buf + start is its first byte. start moves when the
      * caller compacts its buffer (px_h1_shift). */
@@ -76,6 +82,14 @@ struct px_h1_parser {
     /* Body bytes of the last execute call, made contiguous: buf[body_off, body_off+body_len). */
     uint32_t body_off;
     uint32_t body_len;
+
+    /* Line-ending check over the framing bytes (everything but body data), which runs across
+     * execute calls: llhttp's default build takes a bare LF in places and any two bytes after
+     * chunk data. scan_from is where the unchecked framing bytes of this call begin. */
+    uint32_t scan_from;
+    bool scan_cr;            /* the last framing byte was CR: LF must follow */
+    uint8_t scan_after_data; /* after chunk data: 2 = CR expected next, 1 = LF, 0 = neither */
+    uint32_t ext_len;        /* chunk-extension bytes of the current chunk-size line */
 
     /* After PX_H1_ERROR: the status to answer a client with (400, 405, 414, 431, 501, 505)
      * and a short reason (static string). */
@@ -126,12 +140,27 @@ static inline bool px_h1_has_body(const struct px_h1_parser *p)
 }
 
 /* What the proxy sets on the upstream request. */
+/* A route's header edits (add_/remove_request_headers, add_/remove_response_headers):
+ * removals first, then additions, names compared without case. An addition with append
+ * false also removes the lines of that name the message had. */
+struct px_h1_edits {
+    char *const *remove; /* lower case */
+    size_t nremove;
+    const struct route_header_add *add;
+    size_t nadd;
+};
+
 struct px_h1_forward {
     const char *target; /* request target to send (origin-form, already rewritten) */
     size_t target_len;
     const char *host; /* Host to send */
     size_t host_len;
     const char *client_ip; /* NUL-terminated; appended to X-Forwarded-For */
+    /* The ambassador Module's use_remote_address false: X-Forwarded-For goes on as received,
+     * without client_ip (the proxy is not the edge). */
+    bool keep_xff;
+    const char *proto;               /* X-Forwarded-Proto to send; NULL: "http" */
+    const struct px_h1_edits *edits; /* NULL: none */
 };
 
 /* Builds the upstream request head for the request parsed by p: `METHOD target HTTP/1.1`, the
@@ -147,6 +176,10 @@ unsigned px_h1_request_head(const struct px_h1_parser *p, const struct px_h1_for
  * Connection header is added. Returns the iovec count as above. */
 unsigned px_h1_response_head(const struct px_h1_parser *p, bool final, bool keep_alive,
                              bool chunked, struct px_arena *a, uv_buf_t **out);
+/* The same with the route's response header edits applied (edits may be NULL). */
+unsigned px_h1_response_head_edited(const struct px_h1_parser *p, bool final, bool keep_alive,
+                                    bool chunked, const struct px_h1_edits *edits,
+                                    struct px_arena *a, uv_buf_t **out);
 
 /* Writes the chunk-size line for n bytes ("1a2b\r\n") to out (PX_H1_CHUNK_LINE bytes) and
  * returns its length. */
@@ -161,5 +194,10 @@ const char *px_h1_reason(int status);
  * head_only. Returns the bytes in *out (allocated from a) and their length. */
 size_t px_h1_local_response(struct px_arena *a, int status, const char *msg, const char *detail,
                             size_t detail_len, bool keep_alive, bool head_only, char **out);
+/* The same with extra header lines (each "Name: value\r\n", NUL-terminated; NULL: none)
+ * after the status line: Server (the Module's server_name), Location (redirects). */
+size_t px_h1_local_response_ext(struct px_arena *a, int status, const char *extra, const char *msg,
+                                const char *detail, size_t detail_len, bool keep_alive,
+                                bool head_only, char **out);
 
 #endif

@@ -19,9 +19,13 @@
 #include "arena.h"
 #include "http1.h"
 #include "route-t.h"
+#include "worker.h"
 
 struct px_worker;
 struct px_conn;
+struct px_cstate;
+struct px_pol;
+struct px_shadow;
 
 /* ---- limits and timeouts ----------------------------------------------------------------- */
 
@@ -29,8 +33,29 @@ struct px_conn;
 #define PX_RBUF_SIZE PX_H1_HEAD_MAX
 /* Read buffers kept per worker for reuse; more are freed. */
 #define PX_RBUF_FREE_MAX 256
-/* A client connection waiting for (the rest of) a request head is closed after this. */
-#define PX_CLIENT_IDLE_MS 60000
+/* Client timeouts and the connection cap: the defaults of struct px_limits, each with a flag
+ * of the proxy (docs/security.md lists them all).
+ *
+ * --header-timeout-ms: the whole request head must arrive within this, counted from the
+ * accept for a new connection and from the first byte of the head on a kept-alive one; then
+ * 408 and close (a close without an answer when no byte came). It is a deadline, not an idle
+ * timer, so a client dribbling a byte at a time (slowloris) gains nothing. */
+#define PX_HEADER_TIMEOUT_MS 10000
+/* --body-timeout-ms: while the proxy waits for request body bytes (not while the upstream is
+ * slow to take them), no byte for this long: 408 (or a close once the response has begun). */
+#define PX_BODY_TIMEOUT_MS 30000
+/* --idle-timeout-ms: a kept-alive client connection with no request in progress. */
+#define PX_IDLE_TIMEOUT_MS 60000
+#define PX_CLIENT_IDLE_MS  PX_IDLE_TIMEOUT_MS /* the older name */
+/* --max-connections: client connections per worker. At the cap the worker stops polling its
+ * listening socket, so new connections wait in the kernel's backlog (LISTEN_BACKLOG, then the
+ * client's SYN retries) instead of costing the worker memory; it resumes below the cap. */
+#define PX_MAX_CONNECTIONS 10000
+/* Connections accepted per readiness of the listening socket, so one busy worker loop still
+ * serves the connections it has between accept bursts. */
+#define PX_ACCEPT_BATCH 64
+/* When accept fails for want of file descriptors, the worker stops accepting this long. */
+#define PX_ACCEPT_RETRY_MS 100
 /* After the proxy decides to close a client connection it stops sending (FIN) and reads and
  * drops what the client still sends for at most this long, so an answer such as a 400 is not
  * destroyed by a reset caused by unread bytes. */
@@ -94,10 +119,17 @@ struct px_dns_query;
 /* status is 0 with q->addr set (port 0), or a negative libuv error. */
 typedef void (*px_dns_cb)(struct px_dns_query *q, int status);
 
+/* Chooses one of a name's n addresses (returns its index). */
+typedef unsigned (*px_dns_pick_cb)(struct px_dns_query *q, const struct sockaddr_storage *addrs,
+                                   unsigned n);
+/* Addresses kept per name: what one Service or a small pool behind a name holds. */
+#define PX_DNS_MAX_ADDRS 8
+
 struct px_dns_query {
     struct px_link link; /* in the entry's waiters */
     struct px_dns_entry *entry;
     px_dns_cb cb;
+    px_dns_pick_cb pick; /* NULL: the first address */
     struct sockaddr_storage addr;
 };
 
@@ -122,6 +154,7 @@ struct px_upstream {
     struct px_rbuf *rb;
     struct px_h1_parser resp;
     struct px_dns_query dq;
+    struct px_tls *tls; /* https clusters (tls.h): the session over this socket; else NULL */
     uint64_t idle_since;
     int read_err; /* UV_EOF or the error that ended reading */
     unsigned resolving : 1;
@@ -132,8 +165,14 @@ struct px_upstream {
     unsigned reading : 1;
     unsigned eof : 1;
     unsigned closing : 1;
-    unsigned idle : 1;   /* in pool->idle */
-    unsigned broken : 1; /* a write failed: never reused */
+    unsigned idle : 1;       /* in pool->idle */
+    unsigned broken : 1;     /* a write failed: never reused */
+    struct px_cstate *cs;    /* its cluster's circuit-breaker gauges (policy.h); a reference */
+    uint64_t created_ms;     /* cluster_max_connection_lifetime_ms counts from here */
+    int lb_slot;             /* address index counted in its pool while attached, or -1 (lb.c) */
+    int lb_want;             /* the address index chosen at acquire, or -1 */
+    unsigned tls_ready : 1;  /* handshake complete */
+    unsigned tls_closed : 1; /* the socket ended (read_err); plaintext may still be held */
 };
 
 struct px_pools {
@@ -151,11 +190,20 @@ enum px_req_state {
     PX_REQ_LOCAL,      /* answered by the proxy; the request body is read and dropped */
 };
 
-enum px_timer_mode { PX_TIMER_NONE = 0, PX_TIMER_IDLE, PX_TIMER_REQUEST, PX_TIMER_LINGER };
+/* What the connection's main timer is for: between requests (IDLE), a request head being
+ * received (HEADER), the route's timeout (REQUEST), closing (LINGER). */
+enum px_timer_mode {
+    PX_TIMER_NONE = 0,
+    PX_TIMER_IDLE,
+    PX_TIMER_HEADER,
+    PX_TIMER_REQUEST,
+    PX_TIMER_LINGER
+};
 
 struct px_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
+    uv_timer_t body_timer; /* --body-timeout-ms, beside the request timer (both run at once) */
     uv_write_t wreq;
     uv_shutdown_t shutdown_req;
     struct px_worker *w;
@@ -177,12 +225,17 @@ struct px_conn {
     struct px_snapshot *snap; /* reference held while the request lives */
     const struct route *route;
     const struct route_cluster *cluster;
+    /* Header lines of the proxy's own answers to this request ("Server: ...\r\n" from the
+     * ambassador Module's server_name), NUL-terminated; NULL: none. In the arena. */
+    const char *local_headers;
+    const struct px_h1_edits *resp_edits; /* the route's response header edits, or NULL */
     struct px_upstream *up;
     uv_buf_t *head_iov; /* upstream request head */
     unsigned head_niov;
     int status;           /* sent to the client, for the access log */
     const char *log_path; /* NUL-terminated copy, only at debug level */
     uint64_t started_ms;
+    uint64_t body_read_ms;             /* when request body bytes last arrived */
     char up_chunk[PX_H1_CHUNK_LINE];   /* chunk-size line of the write in flight upstream */
     char down_chunk[PX_H1_CHUNK_LINE]; /* same, towards the client */
     unsigned keep_alive : 1;           /* the connection stays open after this response */
@@ -199,6 +252,10 @@ struct px_conn {
     unsigned resp_done : 1;
     unsigned retried : 1;
     unsigned timed_out : 1;
+    unsigned upgrade_ok : 1;  /* the route tunnels this request's Upgrade (tunnel.c) */
+    unsigned tunnel : 1;      /* after a 101: raw bytes both ways */
+    struct px_pol *pol;       /* traffic policy of this connection's requests (http_policy.h) */
+    struct px_shadow *shadow; /* the copy of this request being collected (shadow.h), or NULL */
 
     /* The connection. */
     unsigned reading : 1;
@@ -207,7 +264,7 @@ struct px_conn {
     unsigned closing : 1;
     unsigned pumping : 1;
     unsigned repump : 1;
-    unsigned nclosed : 2;
+    unsigned nclosed : 2; /* handles closed of tcp, timer, body_timer */
 };
 
 /* ---- workers (worker.c) ------------------------------------------------------------------ */
@@ -217,7 +274,14 @@ struct px_snapshot;
 struct px_worker {
     int id;
     uv_loop_t loop;
-    uv_tcp_t listener;
+    /* The listening socket is polled rather than given to uv_listen: libuv offers no way to
+     * stop accepting for a while, and that is the backpressure --max-connections needs. */
+    uv_poll_t listener;
+    int listen_fd;
+    uv_timer_t accept_retry;
+    bool accept_paused; /* at the connection cap, or out of file descriptors */
+    unsigned nconns;    /* client connections not yet freed */
+    struct px_limits limits;
     uv_async_t wake;
     uv_timer_t sweep;
     uv_timer_t grace;
@@ -238,6 +302,8 @@ struct px_worker {
 struct px_rbuf *px_rbuf_get(struct px_worker *w);
 /* Gives b back to w's free list. Safe on NULL. */
 void px_rbuf_put(struct px_worker *w, struct px_rbuf *b);
+/* A client connection of w was freed (http.c): accepting resumes below the cap. */
+void px_worker_conn_freed(struct px_worker *w);
 
 /* Writes bufs with uv_try_write and queues what is left with uv_write (bufs is modified).
  * Returns 0 when everything was written, 1 when the rest is queued (cb follows), or a

@@ -6,7 +6,11 @@
  * Startup problems (a taken port, a socket that cannot be created) exit 1 with the reason on
  * stderr; bad flags exit 2 (common/opts.c). SIGTERM or SIGINT: the control socket and admin
  * listener close, workers stop accepting and give requests in flight PX_GRACE_MS, exit 0. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <grp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +19,15 @@
 
 #include "admin.h"
 #include "control.h"
+#include "internal.h"
 #include "log.h"
 #include "opts.h"
 #include "snapshot.h"
 #include "worker.h"
 #include "xalloc.h"
+
+#define PX_STR_(x) #x
+#define PX_STR(x)  PX_STR_(x)
 
 /* User settings: set by the command line, read-only afterwards. */
 struct px_config {
@@ -29,6 +37,8 @@ struct px_config {
     int workers;
     int log_level;
     int log_format;
+    long control_socket_gid; /* -1: no group, the socket stays 0600 */
+    struct px_limits limits;
 };
 
 /* Runtime state of the main thread. */
@@ -50,6 +60,69 @@ static void px_config_init(struct px_config *c)
     c->workers = n < 1 ? 1 : n > 256 ? 256 : (int)n;
     c->log_level = LOG_LEVEL_INFO;
     c->log_format = LOG_FORMAT_LOGFMT;
+    c->control_socket_gid = -1;
+    px_limits_init(&c->limits);
+}
+
+/* uint32_t milliseconds, from 1 ms to an hour. */
+static int opt_ms(const char *val, void *dst, char *err, size_t errlen)
+{
+    uint64_t v;
+    if (parse_uint(val, 1, 3600000, &v) != 0) {
+        snprintf(err, errlen, "expected milliseconds from 1 to 3600000, got \"%s\"", val);
+        return -EINVAL;
+    }
+    *(uint32_t *)dst = (uint32_t)v;
+    return 0;
+}
+
+/* uint32_t connection count. */
+static int opt_connections(const char *val, void *dst, char *err, size_t errlen)
+{
+    uint64_t v;
+    if (parse_uint(val, 1, 1000000, &v) != 0) {
+        snprintf(err, errlen, "expected a number from 1 to 1000000, got \"%s\"", val);
+        return -EINVAL;
+    }
+    *(uint32_t *)dst = (uint32_t)v;
+    return 0;
+}
+
+/* Whether the HOST:PORT names a loopback address (127.0.0.0/8, ::1, localhost). */
+static bool admin_is_loopback(const char *hostport)
+{
+    char host[256];
+    uint16_t port;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (parse_hostport(hostport, host, sizeof(host), &port) != 0)
+        return false;
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
+}
+
+/* long gid: a group name, or a number. */
+static int opt_group(const char *val, void *dst, char *err, size_t errlen)
+{
+    struct group gr, *res = NULL;
+    char buf[4096];
+    uint64_t v;
+    if (parse_uint(val, 0, 0x7fffffff, &v) == 0) {
+        *(long *)dst = (long)v;
+        return 0;
+    }
+    int rc = getgrnam_r(val, &gr, buf, sizeof(buf), &res);
+    if (rc != 0 || res == NULL) {
+        snprintf(err, errlen, "no such group \"%s\"", val);
+        return -EINVAL;
+    }
+    *(long *)dst = (long)res->gr_gid;
+    return 0;
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -99,6 +172,24 @@ int main(int argc, char **argv)
         { "log-level", "LEVEL", "debug, info, warn or error (default info)", opt_level,
           &cfg.log_level },
         { "log-format", "FORMAT", "logfmt or json (default logfmt)", opt_format, &cfg.log_format },
+        { "control-socket-group", "GROUP",
+          "group that may use the control socket: it becomes 0660 (default: none, 0600)", opt_group,
+          &cfg.control_socket_gid },
+        { "header-timeout-ms", "MS",
+          "time for a whole request head, else 408 (default " PX_STR(PX_HEADER_TIMEOUT_MS) ")",
+          opt_ms, &cfg.limits.header_timeout_ms },
+        { "body-timeout-ms", "MS",
+          "longest wait for the next request body bytes, else 408 (default " PX_STR(
+              PX_BODY_TIMEOUT_MS) ")",
+          opt_ms, &cfg.limits.body_timeout_ms },
+        { "idle-timeout-ms", "MS",
+          "idle keep-alive client connections are closed after this (default " PX_STR(
+              PX_IDLE_TIMEOUT_MS) ")",
+          opt_ms, &cfg.limits.idle_timeout_ms },
+        { "max-connections", "N",
+          "client connections per worker; at the cap it stops accepting (default " PX_STR(
+              PX_MAX_CONNECTIONS) ")",
+          opt_connections, &cfg.limits.max_connections },
     };
     opts_parse(argc, argv, opts, ARRAY_SIZE(opts), "legate-proxy",
                "Serves HTTP/1.1 with the routes legate-controller pushes.");
@@ -106,7 +197,7 @@ int main(int argc, char **argv)
     /* A peer gone mid-write is an error return (EPIPE), not a death. */
     signal(SIGPIPE, SIG_IGN);
 
-    int r = px_workers_create(cfg.workers, cfg.listen, &m.workers, err, sizeof(err));
+    int r = px_workers_create(cfg.workers, cfg.listen, &cfg.limits, &m.workers, err, sizeof(err));
     if (r < 0) {
         log_error("cannot start", "listen=%s error=%s", cfg.listen, err);
         return 1;
@@ -118,7 +209,7 @@ int main(int argc, char **argv)
         return 1;
     }
     px_snapshot_on_publish(px_workers_on_publish, m.workers);
-    r = px_control_start(&m.loop, cfg.control_socket);
+    r = px_control_start_group(&m.loop, cfg.control_socket, cfg.control_socket_gid);
     if (r < 0) {
         log_error("cannot start", "control_socket=%s error=%s", cfg.control_socket, uv_strerror(r));
         fail_startup(&m);
@@ -140,6 +231,13 @@ int main(int argc, char **argv)
     uv_signal_start(&m.sigint, on_signal, SIGINT);
     log_info("legate-proxy started", "listen=%s admin=%s control_socket=%s workers=%d version=%s",
              cfg.listen, cfg.admin, cfg.control_socket, cfg.workers, LEGATE_VERSION);
+    log_info("client limits",
+             "header_timeout_ms=%u body_timeout_ms=%u idle_timeout_ms=%u max_connections=%u",
+             (unsigned)cfg.limits.header_timeout_ms, (unsigned)cfg.limits.body_timeout_ms,
+             (unsigned)cfg.limits.idle_timeout_ms, (unsigned)cfg.limits.max_connections);
+    if (!admin_is_loopback(cfg.admin))
+        log_warn("admin listener is not on a loopback address", "admin=%s hint=%s", cfg.admin,
+                 "/routes shows the whole route table");
 
     uv_run(&m.loop, UV_RUN_DEFAULT);
 

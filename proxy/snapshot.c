@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <sys/time.h>
 
+#include "policy.h"
 #include "route.h"
 #include "router.h"
 #include "xalloc.h"
@@ -37,10 +38,20 @@ struct px_snapshot *px_snapshot_new(struct route_table *table, char *err, size_t
         route_table_free(table);
         return NULL;
     }
+    /* Policy state carries over from the table being replaced (same cluster, same Mapping). */
+    struct px_snapshot *prev = px_snapshot_current();
+    struct px_policy *policy = px_policy_build(table, prev ? prev->policy : NULL, err, errlen);
+    px_snapshot_release(prev);
+    if (policy == NULL) {
+        px_router_free(router);
+        route_table_free(table);
+        return NULL;
+    }
     struct px_snapshot *s = xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, 1);
     s->table = table;
     s->router = router;
+    s->policy = policy;
     s->applied_at_ms = now_ms();
     return s;
 }
@@ -63,6 +74,7 @@ void px_snapshot_release(struct px_snapshot *s)
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
     px_router_free(s->router);
+    px_policy_free(s->policy);
     route_table_free(s->table);
     free(s);
 }

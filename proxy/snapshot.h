@@ -12,11 +12,13 @@
 #include "route-t.h"
 
 struct px_router;
+struct px_policy;
 
 struct px_snapshot {
     atomic_uint refs;
     struct route_table *table; /* owned */
     struct px_router *router;  /* owned; built from table, borrows its strings */
+    struct px_policy *policy;  /* owned; circuit breakers, buckets, counters (policy.h) */
     uint64_t applied_at_ms;    /* wall clock, for /routes */
 };
 

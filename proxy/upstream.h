@@ -14,10 +14,11 @@ void px_pools_free(struct px_pools *p);
 /* Closes idle connections older than PX_UPSTREAM_IDLE_MS and frees unused pools. */
 void px_pools_sweep(struct px_worker *w, uint64_t now);
 
-/* Gets a connection to host:port for c (fresh: never a pooled one). Returns 0 with *out ready
- * (a pooled connection), 1 with *out connecting (px_http_on_upstream_connect follows), or a
- * negative libuv error. *out is attached to c either way. */
-int px_upstream_acquire(struct px_worker *w, const char *host, uint16_t port, bool fresh,
+/* Gets a connection to cluster cl (host:port, TLS when its scheme is https) for c (fresh:
+ * never a pooled one). Returns 0 with *out ready (a pooled connection), 1 with *out
+ * connecting (px_http_on_upstream_connect follows, with stage "tls" when the handshake
+ * failed), or a negative libuv error. *out is attached to c either way. */
+int px_upstream_acquire(struct px_worker *w, const struct route_cluster *cl, bool fresh,
                         struct px_conn *c, struct px_upstream **out);
 /* Prepares u's response parser for the response to the request about to be sent. */
 void px_upstream_expect(struct px_upstream *u, bool head_request);

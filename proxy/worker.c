@@ -7,7 +7,16 @@
  * when woken.
  *
  * libuv 1.44 has no flag for SO_REUSEPORT, so the listening sockets are made with socket(2),
- * given SO_REUSEADDR and SO_REUSEPORT, bound, and handed to libuv with uv_tcp_open. */
+ * given SO_REUSEADDR and SO_REUSEPORT and bound here.
+ *
+ * Accepting. libuv's uv_listen accepts whenever the socket is readable and offers no way to
+ * stop for a while, so each worker polls its listening socket (uv_poll) and calls accept4
+ * itself, at most PX_ACCEPT_BATCH times per wake-up; the connection is then handed to libuv
+ * with uv_tcp_open. At --max-connections the poll stops: new connections queue in the kernel's
+ * backlog, then the kernel drops SYNs and clients retry, and nothing grows in the worker. The
+ * poll starts again when a connection is freed. Out of file descriptors (EMFILE), the worker
+ * pauses PX_ACCEPT_RETRY_MS the same way. With SO_REUSEPORT the kernel picks a worker per
+ * connection by hash; a connection queued at a paused worker waits for that worker. */
 #include "worker.h"
 
 #include <errno.h>
@@ -84,17 +93,86 @@ int px_stream_write(uv_stream_t *s, uv_write_t *req, uv_buf_t *bufs, unsigned n,
     return r < 0 ? r : 1;
 }
 
-/* ---- the worker's loop ------------------------------------------------------------------- */
-
-static void on_connection(uv_stream_t *server, int status)
+void px_limits_init(struct px_limits *l)
 {
-    struct px_worker *w = server->data;
+    l->header_timeout_ms = PX_HEADER_TIMEOUT_MS;
+    l->body_timeout_ms = PX_BODY_TIMEOUT_MS;
+    l->idle_timeout_ms = PX_IDLE_TIMEOUT_MS;
+    l->max_connections = PX_MAX_CONNECTIONS;
+}
+
+/* ---- accepting --------------------------------------------------------------------------- */
+
+static void on_listener_readable(uv_poll_t *h, int status, int events);
+
+static void accept_pause(struct px_worker *w)
+{
+    if (w->accept_paused)
+        return;
+    uv_poll_stop(&w->listener);
+    w->accept_paused = true;
+}
+
+static void accept_resume(struct px_worker *w)
+{
+    if (!w->accept_paused || w->stopping || w->nconns >= w->limits.max_connections ||
+        uv_is_active((uv_handle_t *)&w->accept_retry))
+        return;
+    if (uv_poll_start(&w->listener, UV_READABLE, on_listener_readable) == 0) {
+        w->accept_paused = false;
+        log_info("accepting again", "worker=%d connections=%u", w->id, w->nconns);
+    }
+}
+
+static void on_accept_retry(uv_timer_t *t)
+{
+    accept_resume(t->data);
+}
+
+void px_worker_conn_freed(struct px_worker *w)
+{
+    w->nconns--;
+    if (w->accept_paused)
+        accept_resume(w);
+}
+
+static void on_listener_readable(uv_poll_t *h, int status, int events)
+{
+    struct px_worker *w = h->data;
+    (void)events;
     if (status < 0) {
         log_warn("accept failed", "worker=%d error=%s", w->id, uv_strerror(status));
         return;
     }
-    px_http_accept(w);
+    for (int i = 0; i < PX_ACCEPT_BATCH && !w->stopping; i++) {
+        if (w->nconns >= w->limits.max_connections) {
+            log_warn("connection limit reached, not accepting", "worker=%d max_connections=%u",
+                     w->id, (unsigned)w->limits.max_connections);
+            accept_pause(w);
+            return;
+        }
+        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            px_http_accept(w, fd);
+            continue;
+        }
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK)
+            return;
+        if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+            log_warn("accept failed, pausing", "worker=%d error=%s retry_ms=%d", w->id, strerror(e),
+                     PX_ACCEPT_RETRY_MS);
+            accept_pause(w);
+            uv_timer_start(&w->accept_retry, on_accept_retry, PX_ACCEPT_RETRY_MS, 0);
+            return;
+        }
+        /* The peer went away before the accept (ECONNABORTED), or a pending network error
+         * of that one connection: the next one may be fine. */
+        log_debug("accept failed", "worker=%d error=%s", w->id, strerror(e));
+    }
 }
+
+/* ---- the worker's loop ------------------------------------------------------------------- */
 
 static void on_sweep(uv_timer_t *t)
 {
@@ -122,7 +200,13 @@ static void begin_stop(struct px_worker *w)
     if (w->stopping)
         return;
     w->stopping = true;
-    uv_close((uv_handle_t *)&w->listener, NULL);
+    if (w->listen_fd >= 0) {
+        /* uv_close stops the poll at once; the socket is ours to close. */
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        close(w->listen_fd);
+        w->listen_fd = -1;
+    }
+    uv_close((uv_handle_t *)&w->accept_retry, NULL);
     uv_close((uv_handle_t *)&w->wake, NULL);
     uv_close((uv_handle_t *)&w->sweep, NULL);
     px_pools_close_idle(w);
@@ -198,27 +282,36 @@ static int make_socket(const struct addrinfo *ai, bool reuseport)
 }
 
 /* Sets up worker w, whose loop is initialised, around the bound socket fd (which it takes). */
-static int worker_init(struct px_worker *w, int id, int fd)
+static int worker_init(struct px_worker *w, int id, int fd, const struct px_limits *limits)
 {
     w->id = id;
+    w->listen_fd = -1;
+    w->limits = *limits;
     px_list_init(&w->conns);
     px_pools_init(&w->pools);
     px_dns_init(&w->dns);
     atomic_init(&w->stop_requested, false);
-    uv_tcp_init(&w->loop, &w->listener);
-    w->listener.data = w;
+    uv_timer_init(&w->loop, &w->accept_retry);
+    w->accept_retry.data = w;
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
     uv_timer_init(&w->loop, &w->sweep);
     w->sweep.data = w;
     uv_timer_init(&w->loop, &w->grace);
     w->grace.data = w;
-    int r = uv_tcp_open(&w->listener, fd);
+    if (listen(fd, LISTEN_BACKLOG) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    int r = uv_poll_init_socket(&w->loop, &w->listener, fd);
     if (r < 0) {
         close(fd);
         return r;
     }
-    r = uv_listen((uv_stream_t *)&w->listener, LISTEN_BACKLOG, on_connection);
+    w->listen_fd = fd;
+    w->listener.data = w;
+    r = uv_poll_start(&w->listener, UV_READABLE, on_listener_readable);
     if (r < 0)
         return r;
     uv_timer_start(&w->sweep, on_sweep, PX_SWEEP_MS, PX_SWEEP_MS);
@@ -231,8 +324,8 @@ static void stop_unstarted(struct px_worker *w)
     run_to_end(w);
 }
 
-int px_workers_create(int n, const char *hostport, struct px_workers **out, char *err,
-                      size_t errlen)
+int px_workers_create(int n, const char *hostport, const struct px_limits *limits,
+                      struct px_workers **out, char *err, size_t errlen)
 {
     char host[256], portstr[8];
     uint16_t port;
@@ -279,7 +372,7 @@ int px_workers_create(int n, const char *hostport, struct px_workers **out, char
             break;
         }
         ws->n = i + 1;
-        r = worker_init(&ws->w[i], i, fd);
+        r = worker_init(&ws->w[i], i, fd, limits);
         if (r < 0) {
             snprintf(err, errlen, "cannot listen on %s: %s", hostport, uv_strerror(r));
             break;

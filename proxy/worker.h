@@ -5,14 +5,28 @@
 #define LEGATE_PROXY_WORKER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct px_workers;
 
-/* Creates n workers listening on hostport ("0.0.0.0:8080", "[::]:8080"). Every listening
- * socket is bound here, on the calling thread, so a taken port is an error at startup and not
- * in a thread. Returns 0 and *out, or a negative errno with a one-line reason in err. */
-int px_workers_create(int n, const char *hostport, struct px_workers **out, char *err,
-                      size_t errlen);
+/* What a client may cost a worker: the proxy's flags of the same names. Defaults are the
+ * PX_*_TIMEOUT_MS and PX_MAX_CONNECTIONS constants of internal.h (docs/security.md). */
+struct px_limits {
+    uint32_t header_timeout_ms; /* a whole request head, from its first byte: else 408 */
+    uint32_t body_timeout_ms;   /* between two reads of a request body: else 408 */
+    uint32_t idle_timeout_ms;   /* a keep-alive connection between requests */
+    uint32_t max_connections;   /* client connections per worker; at the cap, accepting stops */
+};
+
+/* Sets the defaults. */
+void px_limits_init(struct px_limits *l);
+
+/* Creates n workers listening on hostport ("0.0.0.0:8080", "[::]:8080"), each enforcing a copy
+ * of limits. Every listening socket is bound here, on the calling thread, so a taken port is an
+ * error at startup and not in a thread. Returns 0 and *out, or a negative errno with a
+ * one-line reason in err. */
+int px_workers_create(int n, const char *hostport, const struct px_limits *limits,
+                      struct px_workers **out, char *err, size_t errlen);
 /* Starts the threads. Returns 0 or a negative libuv error. */
 int px_workers_start(struct px_workers *ws);
 /* Wakes every worker so that it picks up the current snapshot. Registered with

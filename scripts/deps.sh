@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential pkg-config clang-format libuv1-dev libjson-c-dev libyaml-dev
       libcurl4-openssl-dev libssl-dev libre2-dev check node-llhttp python3 python3-pytest python3-yaml
-      curl nginx-light haproxy wrk openssl clang-14 libclang-rt-14-dev)
+      curl nginx-light haproxy wrk openssl clang-14 libclang-rt-14-dev chromium prometheus)
 
 missing=()
 for p in "${PKGS[@]}"; do

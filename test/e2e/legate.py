@@ -34,7 +34,12 @@ CURL = shutil.which("curl") or "/usr/bin/curl"
 
 # Sanitized builds start and run slower; deadlines stretch, assertions about latency don't.
 SANITIZED = "san-" in BUILD.name
-SLOW = 3.0 if SANITIZED else 1.0
+# LEGATE_VALGRIND=1 runs the proxy and the controller under valgrind (docs/security.md): a
+# memory error or a definite leak makes the process exit 99, which teardown reports.
+VALGRIND = os.environ.get("LEGATE_VALGRIND") == "1"
+VALGRIND_ARGV = ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                 "--error-exitcode=99"]
+SLOW = 10.0 if VALGRIND else 3.0 if SANITIZED else 1.0
 START_TIMEOUT = 10.0 * SLOW
 CONVERGE_TIMEOUT = 10.0 * SLOW
 
@@ -164,6 +169,8 @@ class Proc:
         self.logf.close()
         text = self.log_text()
         marks = [m for m in SANITIZER_MARKS if m in text]
+        if VALGRIND and re.search(r"definitely lost: [1-9]", text):
+            marks.append("valgrind: definitely lost")
         if marks:
             problem = (problem + "; " if problem else "") + "%s log has sanitizer reports: %s" % (
                 self.name,
@@ -376,6 +383,8 @@ class Stack:
         argv = [PROXY_BIN, "--listen", "127.0.0.1:%d" % self.port, "--admin",
                 "127.0.0.1:%d" % self.admin_port, "--control-socket", self.sock, "--workers", "2",
                 "--log-level", "debug"] + list(extra)
+        if VALGRIND:
+            argv = VALGRIND_ARGV + argv
         p = Proc("proxy#%d" % self.n_proxy, argv, self.dir / ("proxy-%d.log" % self.n_proxy))
         self.procs.append(p)
         self.proxy = p
@@ -387,6 +396,8 @@ class Stack:
         self.n_controller += 1
         argv = [CONTROLLER_BIN, "--control-socket", self.sock, "--source-dir", self.src,
                 "--log-level", "debug"] + list(extra)
+        if VALGRIND:
+            argv = VALGRIND_ARGV + argv
         c = Proc("controller#%d" % self.n_controller, argv,
                  self.dir / ("controller-%d.log" % self.n_controller))
         self.procs.append(c)

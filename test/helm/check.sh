@@ -240,7 +240,7 @@ dockerfile_facts() {
 	[ "$(grep '^USER ' Dockerfile | tail -n 1)" = "USER 65532:65532" ] || { echo "last USER is not 65532"; return 1; }
 	grep -q '^ENTRYPOINT \["' Dockerfile || { echo "ENTRYPOINT is not in exec form"; return 1; }
 	local pkg
-	for pkg in libuv1 libjson-c5 libyaml-0-2 libcurl4 libssl3 ca-certificates; do
+	for pkg in libuv1 libjson-c5 libyaml-0-2 libcurl4 libssl3 libre2-9 ca-certificates; do
 		sed -n '/^FROM debian:12-slim/,$p' Dockerfile | grep -qw -- "$pkg" || { echo "runtime stage lacks $pkg"; return 1; }
 	done
 	for f in .git .tools/ build/; do

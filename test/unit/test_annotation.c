@@ -7,6 +7,7 @@
 
 #include "annotation.h"
 #include "log.h"
+#include "xalloc.h"
 
 static struct annotation_result res;
 
@@ -230,14 +231,16 @@ END_TEST
 
 START_TEST(annotation_unsupported_kind_is_a_warning)
 {
-    parse("apiVersion: ambassador/v1\nkind: Module\nname: ambassador\nconfig: {}\n---\n" GOOD(
-        "m2", "/b/"));
+    parse("apiVersion: ambassador/v1\nkind: TLSContext\nname: ctx\nhosts: [a]\n---\n" GOOD(
+        "m2", "/b/") "---\napiVersion: ambassador/v0\nkind: Module\nname: tls\nconfig: {}\n");
     ck_assert_uint_eq(res.nerrors, 0);
-    ck_assert_uint_eq(res.nwarnings, 1);
-    ck_assert_str_eq(res.warnings[0].message, "kind Module is not supported yet");
-    ck_assert_str_eq(res.warnings[0].mapping, "ambassador");
+    ck_assert_uint_eq(res.nwarnings, 2);
+    ck_assert_str_eq(res.warnings[0].message, "kind TLSContext is not supported yet");
+    ck_assert_str_eq(res.warnings[0].mapping, "ctx");
     ck_assert_int_eq(res.warnings[0].line, 2);
+    ck_assert_str_eq(res.warnings[1].message, "Module tls is not supported yet");
     ck_assert_uint_eq(res.nmappings, 1);
+    ck_assert_ptr_null(res.module);
 }
 END_TEST
 
@@ -339,10 +342,25 @@ START_TEST(annotation_service_with_path)
 }
 END_TEST
 
-START_TEST(annotation_service_https_not_supported_yet)
+START_TEST(annotation_service_https_originates_tls)
 {
-    parse(HDR "name: m1\nprefix: /a/\nservice: https://up\n");
-    assert_contains(only_error()->message, "TLS origination is not supported yet");
+    /* https:// and tls: true both originate TLS; the default port becomes 443. */
+    parse(HDR "name: m1\nprefix: /a/\nservice: https://Up.ns\n");
+    ck_assert_uint_eq(res.nerrors, 0);
+    ck_assert_str_eq(res.mappings[0].scheme, "https");
+    ck_assert_str_eq(res.mappings[0].upstream_host, "up.ns");
+    ck_assert_uint_eq(res.mappings[0].upstream_port, 443);
+    parse(HDR "name: m1\nprefix: /a/\ntls: true\nservice: up:8443\n");
+    ck_assert_uint_eq(res.nerrors, 0);
+    ck_assert_str_eq(res.mappings[0].scheme, "https");
+    ck_assert_uint_eq(res.mappings[0].upstream_port, 8443);
+    parse(HDR "name: m1\nprefix: /a/\nservice: up\n");
+    ck_assert_str_eq(res.mappings[0].scheme, "http");
+    ck_assert_uint_eq(res.mappings[0].upstream_port, 80);
+    parse(HDR "name: m1\nprefix: /a/\nservice: up\ntls: upstream-ctx\n");
+    ck_assert_str_eq(only_error()->message,
+                     "tls: TLSContext \"upstream-ctx\" (client certificates) is not supported "
+                     "yet; use tls: true or an https:// service");
 }
 END_TEST
 
@@ -424,10 +442,10 @@ END_TEST
 
 START_TEST(annotation_field_not_supported_yet)
 {
-    parse(GOOD("m1", "/a/") "weight: 10\n");
+    parse(GOOD("m1", "/a/") "bypass_auth: true\n");
     const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "weight");
-    ck_assert_str_eq(e->message, "field weight is not supported yet");
+    ck_assert_str_eq(e->field, "bypass_auth");
+    ck_assert_str_eq(e->message, "field bypass_auth is not supported yet");
     ck_assert_uint_eq(res.nmappings, 0);
 }
 END_TEST
@@ -443,7 +461,7 @@ END_TEST
 
 START_TEST(annotation_reports_every_error_of_a_document)
 {
-    parse(HDR "name: m1\nprecedence: x\nweight: 1\n");
+    parse(HDR "name: m1\nprecedence: x\nweight: 101\n");
     /* precedence, weight, missing prefix, missing service */
     ck_assert_uint_eq(res.nerrors, 4);
     for (size_t i = 0; i < res.nerrors; i++)
@@ -460,6 +478,244 @@ START_TEST(annotation_oversized_is_refused)
     parse(big);
     free(big);
     assert_contains(only_error()->message, "over the");
+}
+END_TEST
+
+/* ---- Ambassador compatibility: every match and rewrite field ---- */
+
+START_TEST(annotation_every_compat_field)
+{
+    parse("apiVersion: getambassador.io/v2\nkind: Mapping\nname: all\n"
+          "prefix: \"/api/v[0-9]+/.*\"\nprefix_regex: true\nservice: https://api.prod\n"
+          "method: \"GET|HEAD\"\nmethod_regex: true\n"
+          "host: \"[a-z]+\\\\.example\\\\.com\"\nhost_regex: true\n"
+          "headers:\n  x-a: \"1\"\nregex_headers:\n  X-Version: \"v[0-9]\"\n"
+          "query_parameters:\n  debug: true\n  Page: \"2\"\n"
+          "regex_query_parameters:\n  id: \"[0-9]+\"\n"
+          "regex_rewrite:\n  pattern: \"/api/(.*)\"\n  substitution: \"/\\\\1\"\n"
+          "auto_host_rewrite: true\n"
+          "add_request_headers:\n  x-plain: one\n  x-obj: {value: two, append: false}\n"
+          "  x-pct: \"100%%\"\n"
+          "add_response_headers:\n  x-r: r\n"
+          "remove_request_headers: X-Secret\n"
+          "remove_response_headers: [server, x-powered-by]\n"
+          "envoy_override: {foo: bar}\n");
+    ck_assert_msg(res.nerrors == 0, "%s", res.nerrors ? res.errors[0].message : "");
+    ck_assert_uint_eq(res.nmappings, 1);
+    const struct mapping *m = &res.mappings[0];
+    const struct route *r = &m->route;
+    ck_assert(r->prefix_regex && r->method_regex && r->host_regex);
+    ck_assert_str_eq(r->method, "GET|HEAD"); /* a regex is not upper-cased */
+    ck_assert_uint_eq(r->nheaders, 2);
+    ck_assert_str_eq(r->headers[1].name, "x-version");
+    ck_assert(r->headers[1].regex && !r->headers[0].regex);
+    ck_assert_uint_eq(r->nquery, 3);
+    ck_assert_str_eq(r->query[0].name, "debug");
+    ck_assert_ptr_null(r->query[0].value);
+    ck_assert_str_eq(r->query[1].name, "Page"); /* parameter names keep their case */
+    ck_assert(r->query[2].regex);
+    ck_assert_str_eq(r->regex_rewrite.pattern, "/api/(.*)");
+    ck_assert_str_eq(r->regex_rewrite.substitution, "/\\1");
+    ck_assert_str_eq(r->host_rewrite, "api.prod"); /* auto_host_rewrite: the service's host */
+    ck_assert_str_eq(m->scheme, "https");
+    ck_assert_uint_eq(m->upstream_port, 443);
+    ck_assert_uint_eq(r->nadd_request_headers, 3);
+    ck_assert(r->add_request_headers[0].append);
+    ck_assert_str_eq(r->add_request_headers[1].value, "two");
+    ck_assert(!r->add_request_headers[1].append);
+    ck_assert_str_eq(r->add_request_headers[2].value, "100%"); /* %% is a literal % */
+    ck_assert_uint_eq(r->nremove_request_headers, 1);
+    ck_assert_str_eq(r->remove_request_headers[0], "x-secret");
+    ck_assert_uint_eq(r->nremove_response_headers, 2);
+    /* envoy_override: accepted, reported as ignored. */
+    ck_assert_uint_eq(res.nwarnings, 1);
+    ck_assert_str_eq(res.warnings[0].field, "envoy_override");
+    ck_assert_str_eq(res.warnings[0].message,
+                     "envoy_override is ignored: Legate has no Envoy to pass it to");
+}
+END_TEST
+
+START_TEST(annotation_redirect_fields)
+{
+    parse(GOOD("r1", "/old/") "host_redirect: true\nprefix_redirect: /new/\n"
+                              "redirect_response_code: 308\n");
+    ck_assert_uint_eq(res.nerrors, 0);
+    const struct route *r = &res.mappings[0].route;
+    ck_assert_str_eq(r->host_redirect, "up"); /* the service's host, no port unless written */
+    ck_assert_ptr_null(r->redirect_scheme);
+    ck_assert_str_eq(r->prefix_redirect, "/new/");
+    ck_assert_uint_eq(r->redirect_code, 308);
+    parse(HDR "name: r2\nprefix: /a/\nservice: https://[::1]:8443\nhost_redirect: true\n");
+    ck_assert_str_eq(res.mappings[0].route.host_redirect, "[::1]:8443");
+    ck_assert_str_eq(res.mappings[0].route.redirect_scheme, "https");
+    parse(GOOD("r3", "/a/") "host_redirect: true\nregex_redirect:\n  pattern: /a/(.*)\n"
+                            "  substitution: /b/\\1\n");
+    ck_assert_uint_eq(res.nerrors, 0);
+    ck_assert_uint_eq(res.mappings[0].route.redirect_code, 0); /* 301 when absent */
+}
+END_TEST
+
+/* One case per kind of mistake in the new fields, with the exact text an author sees. */
+START_TEST(annotation_compat_errors_exact_text)
+{
+    static const struct {
+        const char *extra, *field, *message;
+    } cases[] = {
+        { "prefix_regex: true\nprefix: \"/a/(\"\n", "prefix",
+          "prefix: invalid regex \"/a/(\": missing ): /a/(" },
+        { "host: \"a(\"\nhost_regex: true\n", "host", "host: invalid regex \"a(\": missing ): a(" },
+        { "method: \"(?<=G)ET\"\nmethod_regex: true\n", "method",
+          "method: invalid regex \"(?<=G)ET\": invalid perl operator: (?<" },
+        { "regex_headers:\n  x-v: \"[\"\n", "regex_headers.x-v",
+          "regex_headers.x-v: invalid regex \"[\": missing ]: [" },
+        { "regex_headers:\n  x-v: true\n", "regex_headers.x-v",
+          "regex_headers.x-v: expected a regex string, got boolean true" },
+        { "query_parameters:\n  a: \"1\"\n  a: \"2\"\n", "query_parameters.a",
+          "query_parameters.a: parameter listed twice" },
+        { "query_parameters: [a]\n", "query_parameters",
+          "query_parameters: expected a map of parameter names to values, got a list" },
+        { "regex_rewrite:\n  pattern: \"/(a)\"\n  substitution: \"/\\\\2\"\n", "regex_rewrite",
+          "regex_rewrite.substitution: \"/\\2\": Rewrite schema requests 2 matches, but the "
+          "regexp only has 1 parenthesized subexpressions." },
+        { "regex_rewrite: /a/\n", "regex_rewrite",
+          "regex_rewrite: expected {pattern: regex, substitution: string}, got string \"/a/\"" },
+        { "path_redirect: /x\n", "path_redirect",
+          "path_redirect: has no effect without host_redirect: true (Ambassador ignored it; "
+          "Legate refuses the Mapping rather than proxy what was meant to redirect)" },
+        { "host_redirect: true\npath_redirect: /x\nprefix_redirect: /y/\n", "prefix_redirect",
+          "prefix_redirect: only one of path_redirect and prefix_redirect may be set" },
+        { "host_redirect: true\nredirect_response_code: 304\n", "redirect_response_code",
+          "redirect_response_code: 304 is not one of 301, 302, 303, 307, 308" },
+        { "host_redirect: true\npath_redirect: moved\n", "path_redirect",
+          "path_redirect: \"moved\" must be a path starting with \"/\"" },
+        { "add_request_headers:\n  x-a: \"%DOWNSTREAM_REMOTE_ADDRESS%\"\n",
+          "add_request_headers.x-a",
+          "add_request_headers.x-a: %VARIABLE% substitution is not supported yet (write %% for a "
+          "literal %)" },
+        { "add_request_headers:\n  Host: other\n", "add_request_headers.Host",
+          "add_request_headers.Host: the proxy sets this header itself; it cannot be added" },
+        { "add_response_headers:\n  x-a: {value: v, append: maybe}\n", "add_response_headers.x-a",
+          "add_response_headers.x-a: expected a boolean for append, got string \"maybe\"" },
+        { "add_response_headers:\n  x-a: {valu: v}\n", "add_response_headers.x-a",
+          "add_response_headers.x-a: expected {value: string, append: boolean}" },
+        { "add_request_headers:\n  \"bad name\": v\n", "add_request_headers",
+          "add_request_headers: string \"bad name\" is not a valid header name" },
+        { "remove_request_headers: [x-a, content-length]\n", "remove_request_headers",
+          "remove_request_headers: \"content-length\" is handled by the proxy itself; it cannot "
+          "be removed" },
+        { "remove_response_headers: {a: b}\n", "remove_response_headers",
+          "remove_response_headers: expected a header name or a list of them, got a map" },
+        { "bypass_auth: true\n", "bypass_auth", "field bypass_auth is not supported yet" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        char text[1024];
+        bool own_prefix = strstr(cases[i].extra, "\nprefix: ") != NULL;
+        snprintf(text, sizeof(text), HDR "name: m1\nservice: up\n%s%s",
+                 own_prefix ? "" : "prefix: /a/\n", cases[i].extra);
+        parse(text);
+        ck_assert_msg(res.nerrors == 1, "case %zu: %zu errors (first: %s)", i, res.nerrors,
+                      res.nerrors ? res.errors[0].message : "-");
+        ck_assert_msg(strcmp(res.errors[0].field, cases[i].field) == 0, "case %zu: field %s", i,
+                      res.errors[0].field);
+        ck_assert_msg(strcmp(res.errors[0].message, cases[i].message) == 0,
+                      "case %zu: message\n  got:  %s\n  want: %s", i, res.errors[0].message,
+                      cases[i].message);
+        ck_assert_uint_eq(res.nmappings, 0);
+        ck_assert_int_ge(res.errors[0].line, 5);
+    }
+}
+END_TEST
+
+/* ---- the ambassador Module ---- */
+
+#define MODULE_HDR "apiVersion: getambassador.io/v2\nkind: Module\nname: ambassador\nconfig:\n"
+
+START_TEST(annotation_module_settings)
+{
+    parse(MODULE_HDR "  use_remote_address: false\n  xff_num_trusted_hops: 2\n"
+                     "  x_forwarded_proto_redirect: true\n  merge_slashes: true\n"
+                     "  ip_allow:\n  - peer: 127.0.0.1\n  - remote: 10.0.0.0/8\n"
+                     "  server_name: edge\n  regex_type: safe\n"
+                     "  add_request_headers:\n    x-edge: \"1\"\n"
+                     "  cluster_request_timeout_ms: 1500\n"
+                     "---\n" GOOD("m1", "/a/"));
+    ck_assert_msg(res.nerrors == 0, "%s", res.nerrors ? res.errors[0].message : "");
+    ck_assert_uint_eq(res.nmappings, 1);
+    ck_assert_ptr_nonnull(res.module);
+    const struct route_settings *st = &res.module->settings;
+    ck_assert(!st->use_remote_address);
+    ck_assert_uint_eq(st->xff_num_trusted_hops, 2);
+    ck_assert(st->x_forwarded_proto_redirect && st->merge_slashes);
+    ck_assert_uint_eq(st->nip_allow, 2);
+    ck_assert_str_eq(st->ip_allow[0].cidr, "127.0.0.1/32");
+    ck_assert(!st->ip_allow[0].remote);
+    ck_assert_str_eq(st->ip_allow[1].cidr, "10.0.0.0/8");
+    ck_assert(st->ip_allow[1].remote);
+    ck_assert_str_eq(st->server_name, "edge");
+    ck_assert_uint_eq(res.module->nadd_request_headers, 1);
+    ck_assert(res.module->timeout_set);
+    ck_assert_uint_eq(res.module->timeout_ms, 1500);
+    ck_assert_int_eq(res.module->name_line, 3);
+    /* An empty Module keeps Ambassador's defaults. */
+    parse("apiVersion: ambassador/v0\nkind: Module\nname: ambassador\nconfig: {}\n");
+    ck_assert_ptr_nonnull(res.module);
+    ck_assert(res.module->settings.use_remote_address);
+    ck_assert(!res.module->settings.merge_slashes);
+}
+END_TEST
+
+START_TEST(annotation_module_errors_exact_text)
+{
+    static const struct {
+        const char *config, *field, *message;
+    } cases[] = {
+        { "  merge_slash: true\n", "merge_slash",
+          "unknown Module key \"merge_slash\" (did you mean \"merge_slashes\"?)" },
+        { "  keepalive: {}\n", "keepalive", "Module key keepalive is not supported yet" },
+        { "  xff_num_trusted_hops: many\n", "xff_num_trusted_hops",
+          "xff_num_trusted_hops: expected an integer, got string \"many\"" },
+        { "  xff_num_trusted_hops: 100\n", "xff_num_trusted_hops",
+          "xff_num_trusted_hops: expected 0 to 64, got 100" },
+        { "  ip_allow:\n  - peer: 10.0.0.1/8\n", "ip_allow",
+          "ip_allow: string \"10.0.0.1/8\" is not an address block (\"10.0.0.0/8\", "
+          "\"2001:db8::/32\", or an address; host bits must be zero)" },
+        { "  ip_deny:\n  - host: 10.0.0.0/8\n", "ip_deny",
+          "ip_deny: expected {peer: CIDR} or {remote: CIDR}, got a map" },
+        { "  ip_allow:\n  - peer: 127.0.0.1\n  ip_deny:\n  - peer: 10.0.0.0/8\n", "ip_deny",
+          "ip_allow and ip_deny cannot both be set (Ambassador allows only one)" },
+        { "  regex_type: fancy\n", "regex_type",
+          "regex_type: expected safe or unsafe, got \"fancy\"" },
+        { "  use_remote_address: sometimes\n", "use_remote_address",
+          "use_remote_address: expected a boolean, got string \"sometimes\"" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        char text[1024];
+        snprintf(text, sizeof(text), MODULE_HDR "%s", cases[i].config);
+        parse(text);
+        ck_assert_msg(res.nerrors == 1, "case %zu: %zu errors (first: %s)", i, res.nerrors,
+                      res.nerrors ? res.errors[0].message : "-");
+        ck_assert_msg(strcmp(res.errors[0].field, cases[i].field) == 0, "case %zu: field %s", i,
+                      res.errors[0].field);
+        ck_assert_msg(strcmp(res.errors[0].message, cases[i].message) == 0,
+                      "case %zu: message\n  got:  %s\n  want: %s", i, res.errors[0].message,
+                      cases[i].message);
+        ck_assert_str_eq(res.errors[0].mapping, "ambassador");
+        ck_assert_ptr_null(res.module); /* a broken Module is not used at all */
+    }
+    /* Top-level keys of a Module are checked too. */
+    parse("apiVersion: ambassador/v1\nkind: Module\nname: ambassador\nconfg: {}\n");
+    ck_assert_str_eq(only_error()->message,
+                     "unknown Module key \"confg\" (did you mean \"config\"?)");
+    /* Two in one annotation: the first is used. */
+    parse(MODULE_HDR "  merge_slashes: true\n---\n" MODULE_HDR "  merge_slashes: false\n");
+    ck_assert_str_eq(only_error()->message,
+                     "a second ambassador Module in this annotation; the first (line 3) is used");
+    ck_assert(res.module->settings.merge_slashes);
+    /* regex_type: unsafe is read as safe, with a warning. */
+    parse(MODULE_HDR "  regex_type: unsafe\n");
+    ck_assert_uint_eq(res.nerrors, 0);
+    ck_assert_uint_eq(res.nwarnings, 1);
+    assert_contains(res.warnings[0].message, "unsafe is treated as safe");
 }
 END_TEST
 
@@ -503,7 +759,7 @@ int main(void)
     tcase_add_test(tc, annotation_missing_service);
     tcase_add_test(tc, annotation_prefix_must_start_with_slash);
     tcase_add_test(tc, annotation_service_with_path);
-    tcase_add_test(tc, annotation_service_https_not_supported_yet);
+    tcase_add_test(tc, annotation_service_https_originates_tls);
     tcase_add_test(tc, annotation_service_bad_port);
     tcase_add_test(tc, annotation_service_forms);
     tcase_add_test(tc, annotation_method_upper_cased_and_checked);
@@ -514,6 +770,11 @@ int main(void)
     tcase_add_test(tc, annotation_reports_every_error_of_a_document);
     tcase_add_test(tc, annotation_oversized_is_refused);
     tcase_add_test(tc, annotation_edit_distance_counts_transpositions);
+    tcase_add_test(tc, annotation_every_compat_field);
+    tcase_add_test(tc, annotation_redirect_fields);
+    tcase_add_test(tc, annotation_compat_errors_exact_text);
+    tcase_add_test(tc, annotation_module_settings);
+    tcase_add_test(tc, annotation_module_errors_exact_text);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -135,7 +135,8 @@ static int64_t int_field(json_object *o, const char *k)
     return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : -1;
 }
 
-/* A snapshot message with n routes "/r<i>/" to one cluster, optionally broken. */
+/* A snapshot message with n routes "/r<i>/" to one cluster, optionally broken (the last route
+ * a prefix_regex that does not compile). */
 static char *snapshot_text(int64_t version, size_t n, const char *cluster_ref, bool regex)
 {
     struct buf b;
@@ -145,9 +146,9 @@ static char *snapshot_text(int64_t version, size_t n, const char *cluster_ref, b
     for (size_t i = 0; i < n; i++)
         buf_printf(&b,
                    "%s{\"namespace\":\"default\",\"service\":\"s%zu\",\"mapping\":\"m%zu\","
-                   "\"prefix\":\"/r%zu/\",\"prefix_regex\":%s,\"cluster\":\"%s\"}",
-                   i ? "," : "", i, i, i, regex && i == n - 1 ? "true" : "false",
-                   i == n - 1 ? cluster_ref : "up:80");
+                   "\"prefix\":\"/r%zu/%s\",\"prefix_regex\":%s,\"cluster\":\"%s\"}",
+                   i ? "," : "", i, i, i, regex && i == n - 1 ? "(" : "",
+                   regex && i == n - 1 ? "true" : "false", i == n - 1 ? cluster_ref : "up:80");
     buf_append_str(&b, "],\"clusters\":[{\"name\":\"up:80\",\"scheme\":\"http\",\"host\":\"up\","
                        "\"port\":80}],\"errors\":[{\"message\":\"bad mapping\"}]}");
     return buf_steal(&b);

@@ -543,6 +543,200 @@ START_TEST(h1_arena_reset_keeps_first_chunk)
 }
 END_TEST
 
+/* ---- hygiene beyond llhttp (docs/security.md) ------------------------------------------- */
+
+/* Parses a whole request (head and body) given in one buffer, or one byte per execute call
+ * when bytewise, as a slow client sends it. Returns the last event; the body bytes seen are
+ * appended to body (room for bodylen bytes), their count in *nbody. */
+static enum px_h1_event request_through(struct fixture *f, bool bytewise, char *body,
+                                        size_t bodylen, size_t *nbody)
+{
+    enum px_h1_event ev = PX_H1_MORE;
+    *nbody = 0;
+    for (uint32_t end = bytewise ? 1 : f->len; end <= f->len;) {
+        uint32_t used = 0;
+        ev = px_h1_execute(&f->p, f->buf, f->off, end, &f->a, &used);
+        f->off += used;
+        if (f->p.body_len > 0 && *nbody + f->p.body_len <= bodylen) {
+            memcpy(body + *nbody, f->buf + f->p.body_off, f->p.body_len);
+            *nbody += f->p.body_len;
+        }
+        if (ev == PX_H1_HEAD) {
+            px_h1_resume(&f->p);
+            continue; /* the rest of this range is parsed again */
+        }
+        if (ev != PX_H1_MORE)
+            break;
+        end++;
+    }
+    return ev;
+}
+
+/* The status a whole request ends with (0: parsed to its end), in one piece and bytewise. */
+static int whole_request_status(const char *req, bool bytewise)
+{
+    struct fixture f;
+    char body[256];
+    size_t nbody = 0;
+    fx_init(&f, HTTP_REQUEST, true, req, strlen(req));
+    enum px_h1_event ev = request_through(&f, bytewise, body, sizeof(body), &nbody);
+    int st = ev == PX_H1_ERROR ? f.p.error_status : ev == PX_H1_DONE ? 0 : -1;
+    fx_free(&f);
+    return st;
+}
+
+#define CHUNKED_HEAD "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+START_TEST(h1_refuses_bare_line_endings)
+{
+    static const char *const bad[] = {
+        "GET / HTTP/1.1\r\nHost: h\r\n\n",            /* the head ends with a bare LF */
+        "GET / HTTP/1.0\n\r\n",                       /* request line */
+        "GET / HTTP/1.0\nX: y\r\n\r\n",               /* request line, then a header */
+        "\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",        /* a bare LF before the request */
+        CHUNKED_HEAD "3\r\nabc\r\n0\r\n\n",           /* the last chunk */
+        CHUNKED_HEAD "3\r\nabc\r\n0\r\nX-T: 1\r\n\n", /* the trailer section */
+        CHUNKED_HEAD "3;a=b\rc\r\nabc\r\n0\r\n\r\n",  /* a bare CR in a chunk-size line */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(whole_request_status(bad[i], false) == 400, "accepted: %s", bad[i]);
+        ck_assert_msg(whole_request_status(bad[i], true) == 400, "accepted bytewise: %s", bad[i]);
+    }
+    /* Empty lines (CRLF) before a request are allowed (RFC 9112 2.2). */
+    ck_assert_int_eq(whole_request_status("\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", false), 0);
+}
+END_TEST
+
+START_TEST(h1_refuses_chunk_data_not_followed_by_crlf)
+{
+    /* llhttp's loose build skips any two bytes after chunk data: "XX" here. */
+    static const char *const bad[] = {
+        CHUNKED_HEAD "5\r\nhelloXX0\r\n\r\n",
+        CHUNKED_HEAD "5\r\nhello\r0\r\n\r\n",
+        CHUNKED_HEAD "5\r\nhello\n\n0\r\n\r\n",
+        CHUNKED_HEAD "2\r\nab\r\n3\r\ncdeZ\n0\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(whole_request_status(bad[i], false) == 400, "accepted: %s", bad[i]);
+        ck_assert_msg(whole_request_status(bad[i], true) == 400, "accepted bytewise: %s", bad[i]);
+    }
+}
+END_TEST
+
+START_TEST(h1_valid_chunked_request_passes_bytewise)
+{
+    static const char req[] = CHUNKED_HEAD "3\r\nabc\r\n2;q=\"x y\";ext=1\r\nde\r\n"
+                                           "1\r\nf\r\n0\r\nX-Trailer: t\r\n\r\n";
+    for (int bytewise = 0; bytewise <= 1; bytewise++) {
+        struct fixture f;
+        char body[64];
+        size_t nbody = 0;
+        fx_init(&f, HTTP_REQUEST, true, req, sizeof(req) - 1);
+        ck_assert_int_eq(request_through(&f, bytewise, body, sizeof(body), &nbody), PX_H1_DONE);
+        ck_assert_uint_eq(nbody, 6);
+        ck_assert_mem_eq(body, "abcdef", 6);
+        ck_assert_uint_eq(f.off, f.len);
+        fx_free(&f);
+    }
+}
+END_TEST
+
+START_TEST(h1_caps_chunk_extensions)
+{
+    size_t cap = PX_H1_CHUNK_EXT_MAX + 256;
+    char *req = xmalloc(cap);
+    /* ";e=" + value: name and value bytes together at the cap pass, one more is refused. */
+    for (int extra = 0; extra <= 1; extra++) {
+        size_t vlen = PX_H1_CHUNK_EXT_MAX - 1 + (size_t)extra;
+        int n = snprintf(req, cap, "%s3;e=", CHUNKED_HEAD);
+        memset(req + n, 'v', vlen);
+        snprintf(req + n + vlen, cap - (size_t)n - vlen, "\r\nabc\r\n0\r\n\r\n");
+        ck_assert_int_eq(whole_request_status(req, false), extra ? 400 : 0);
+    }
+    /* A name alone, far over the cap. */
+    int n = snprintf(req, cap, "%s3;", CHUNKED_HEAD);
+    memset(req + n, 'e', PX_H1_CHUNK_EXT_MAX + 100);
+    snprintf(req + n + PX_H1_CHUNK_EXT_MAX + 100, 64, "\r\nabc\r\n0\r\n\r\n");
+    ck_assert_int_eq(whole_request_status(req, false), 400);
+    free(req);
+}
+END_TEST
+
+START_TEST(h1_refuses_empty_header_name)
+{
+    /* llhttp reports a line starting with ':' as a field with an empty name. */
+    ck_assert_int_eq(request_status("GET / HTTP/1.1\r\n: v\r\nHost: h\r\n\r\n"), 400);
+    ck_assert_int_eq(request_status("GET / HTTP/1.1\r\nHost: h\r\n:\r\n\r\n"), 400);
+}
+END_TEST
+
+START_TEST(h1_refuses_bad_transfer_encoding)
+{
+    ck_assert_int_eq(request_status("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n\r\n"),
+                     400);
+    ck_assert_int_eq(request_status("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
+                                    "Transfer-Encoding:\r\n\r\n"),
+                     400);
+    ck_assert_int_eq(request_status("POST / HTTP/1.1\r\nHost: h\r\n"
+                                    "Transfer-Encoding: chunked, chunked\r\n\r\n"),
+                     400);
+    ck_assert_int_eq(request_status("POST / HTTP/1.1\r\nHost: h\r\n"
+                                    "Transfer-Encoding: chunked, gzip\r\n\r\n"),
+                     400);
+    ck_assert_int_eq(
+        request_status("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"), 501);
+    ck_assert_int_eq(request_status("POST / HTTP/1.1\r\nHost: h\r\n"
+                                    "Transfer-Encoding: CHUNKED\r\n\r\n"),
+                     0);
+}
+END_TEST
+
+START_TEST(h1_request_target_and_host_syntax)
+{
+    ck_assert_int_eq(request_status("GET http://u:p@h/x HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+    ck_assert_int_eq(request_status("GET ftp://h/x HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+    ck_assert_int_eq(request_status("GET * HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+    ck_assert_int_eq(request_status("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), 0);
+    ck_assert_int_eq(request_status("GET /a\tb HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+    ck_assert_int_eq(request_status("GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+    ck_assert_int_eq(request_status("GET http://h/x HTTP/1.1\r\nHost: other\r\n\r\n"), 0);
+    ck_assert_int_eq(request_status("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"), 400);
+    ck_assert_int_eq(request_status("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n"), 400);
+    ck_assert_int_eq(request_status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), 400);
+    ck_assert_int_eq(request_status("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"), 0);
+    ck_assert_int_eq(request_status("GET / HTTP/1.1\r\nHost:\r\n\r\n"), 0);
+}
+END_TEST
+
+static int response_status(const char *resp)
+{
+    struct fixture f;
+    fx_init(&f, HTTP_RESPONSE, false, resp, strlen(resp));
+    enum px_h1_event ev = fx_run(&f);
+    int st = ev == PX_H1_ERROR ? f.p.error_status : 0;
+    fx_free(&f);
+    return st;
+}
+
+START_TEST(h1_response_framing_checks)
+{
+    ck_assert_int_eq(response_status("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx"), 502);
+    ck_assert_int_eq(response_status("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                     "0\r\n\r\n"),
+                     502);
+    ck_assert_int_eq(response_status("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n"
+                                     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+                     502);
+    ck_assert_int_eq(response_status("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\nx"), 502);
+    ck_assert_int_eq(response_status("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                     "1\r\nxYY0\r\n\r\n"),
+                     502);
+    ck_assert_int_eq(response_status("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                     "1\r\nx\r\n0\r\n\r\n"),
+                     0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("http1");
@@ -572,6 +766,14 @@ int main(void)
     tcase_add_test(tc, h1_local_response_bytes);
     tcase_add_test(tc, h1_hop_by_hop_names);
     tcase_add_test(tc, h1_arena_reset_keeps_first_chunk);
+    tcase_add_test(tc, h1_refuses_bare_line_endings);
+    tcase_add_test(tc, h1_refuses_chunk_data_not_followed_by_crlf);
+    tcase_add_test(tc, h1_valid_chunked_request_passes_bytewise);
+    tcase_add_test(tc, h1_caps_chunk_extensions);
+    tcase_add_test(tc, h1_refuses_empty_header_name);
+    tcase_add_test(tc, h1_refuses_bad_transfer_encoding);
+    tcase_add_test(tc, h1_request_target_and_host_syntax);
+    tcase_add_test(tc, h1_response_framing_checks);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -10,6 +10,7 @@
 
 #include "route.h"
 #include "router.h"
+#include "rx.h"
 #include "xalloc.h"
 
 /* One route as a test writes it; NULL/false fields take the model's defaults. */
@@ -21,6 +22,9 @@ struct rspec {
     bool ci;                    /* case_sensitive: false */
     const char *hname, *hvalue; /* one header predicate; hvalue NULL = presence */
     const char *rewrite;
+    bool prefix_re, host_re, method_re, header_re;
+    const char *qname, *qvalue; /* one query-parameter predicate; qvalue NULL = presence */
+    bool query_re;
 };
 
 static void set_route(struct route *r, const struct rspec *s, size_t i)
@@ -41,8 +45,19 @@ static void set_route(struct route *r, const struct rspec *s, size_t i)
         r->headers = xcalloc(1, sizeof(*r->headers));
         r->headers[0].name = xstrdup(s->hname);
         r->headers[0].value = xstrdup(s->hvalue);
+        r->headers[0].regex = s->header_re;
         r->nheaders = 1;
     }
+    if (s->qname) {
+        r->query = xcalloc(1, sizeof(*r->query));
+        r->query[0].name = xstrdup(s->qname);
+        r->query[0].value = xstrdup(s->qvalue);
+        r->query[0].regex = s->query_re;
+        r->nquery = 1;
+    }
+    r->prefix_regex = s->prefix_re;
+    r->host_regex = s->host_re;
+    r->method_regex = s->method_re;
 }
 
 static struct route_table *table_with(size_t n)
@@ -95,6 +110,25 @@ static long match_idx(const struct px_router *r, const struct route_table *t, co
 }
 
 #define MATCH(r, t, method, host, path) match_idx(r, t, method, host, path, NULL, 0)
+
+/* Like match_idx for GET without headers, with a target that may carry a query. */
+static long match_target(const struct px_router *r, const struct route_table *t, const char *host,
+                         const char *target)
+{
+    const char *q = strchr(target, '?');
+    struct px_request_view v = {
+        .method = "GET",
+        .method_len = 3,
+        .path = target,
+        .path_len = q ? (size_t)(q - target) : strlen(target),
+        .query = q ? q + 1 : NULL,
+        .query_len = q ? strlen(q + 1) : 0,
+        .host = host,
+        .host_len = host ? strlen(host) : 0,
+    };
+    const struct route *m = px_router_match(r, &v);
+    return m ? (long)(m - t->routes) : -1;
+}
 
 START_TEST(router_table_order_wins_over_prefix_length)
 {
@@ -274,23 +308,26 @@ START_TEST(router_no_route_is_null)
 }
 END_TEST
 
-START_TEST(router_rejects_unsupported_match_kinds)
+/* The controller checks every regex; a table that still holds a bad one (another controller,
+ * a hand-written snapshot) is refused whole, naming the route and the regex. */
+START_TEST(router_rejects_regexes_that_do_not_compile)
 {
     char err[256] = "";
-    const struct rspec specs[] = { { .prefix = "/ok/" }, { .prefix = "^/re/.*$" } };
+    const struct rspec specs[] = { { .prefix = "/ok/" }, { .prefix = "^/re/(.*$" } };
     struct route_table *t = table_of(specs, 2);
     t->routes[1].prefix_regex = true;
     ck_assert_ptr_null(px_router_build(t, err, sizeof(err)));
-    ck_assert_msg(strstr(err, "prefix_regex") && strstr(err, "routes[1]") && strstr(err, "m1"),
+    ck_assert_msg(strstr(err, "prefix_regex: invalid regex") && strstr(err, "routes[1]") &&
+                      strstr(err, "m1") && strstr(err, "missing )"),
                   "reason: %s", err);
     route_table_free(t);
 
-    const struct rspec hs[] = { { .prefix = "/", .hname = "x-v", .hvalue = "^1" } };
+    const struct rspec hs[] = { { .prefix = "/", .hname = "x-v", .hvalue = "(?<=a)b" } };
     t = table_of(hs, 1);
     t->routes[0].headers[0].regex = true;
     err[0] = '\0';
     ck_assert_ptr_null(px_router_build(t, err, sizeof(err)));
-    ck_assert_msg(strstr(err, "regex headers"), "reason: %s", err);
+    ck_assert_msg(strstr(err, "headers: invalid regex \"(?<=a)b\""), "reason: %s", err);
     route_table_free(t);
 }
 END_TEST
@@ -466,6 +503,272 @@ START_TEST(router_agrees_with_linear_scan)
 }
 END_TEST
 
+/* ---- regexes and query parameters ---- */
+
+START_TEST(router_prefix_regex_matches_the_whole_path)
+{
+    const struct rspec specs[] = {
+        { .prefix = "/api/v[0-9]+/users", .prefix_re = true },
+        { .prefix = "/API/.*", .prefix_re = true, .ci = true },
+        { .prefix = "/" },
+    };
+    struct route_table *t = table_of(specs, ARRAY_SIZE(specs));
+    struct px_router *r = build_ok(t);
+    ck_assert_int_eq(MATCH(r, t, "GET", NULL, "/api/v12/users"), 0);
+    /* The whole path must match, not a prefix of it (Envoy's safe_regex). */
+    ck_assert_int_eq(MATCH(r, t, "GET", NULL, "/api/v12/users/7"), 1);
+    ck_assert_int_eq(MATCH(r, t, "GET", NULL, "/x/api/v1/users"), 2);
+    /* case_sensitive: false folds the regex too. */
+    ck_assert_int_eq(MATCH(r, t, "GET", NULL, "/Api/anything"), 1);
+    ck_assert_int_eq(MATCH(r, t, "GET", NULL, "/apix"), 2);
+    /* The query is not part of what the regex sees. */
+    ck_assert_int_eq(match_target(r, t, NULL, "/api/v1/users?x=1"), 0);
+    px_router_free(r);
+    route_table_free(t);
+}
+END_TEST
+
+/* Table order decides between trie and regex routes: a regex route before the best trie
+ * candidate wins, one after it never runs. */
+START_TEST(router_regex_and_trie_routes_keep_table_order)
+{
+    const struct rspec specs[] = {
+        { .prefix = "/a/b/c" },
+        { .prefix = "/a/.*", .prefix_re = true },
+        { .prefix = "/a/" },
+        { .prefix = "/.*", .prefix_re = true },
+    };
+    struct route_table *t = table_of(specs, ARRAY_SIZE(specs));
+    struct px_router *r = build_ok(t);
+    ck_assert_int_eq(MATCH(r, t, "GET", NULL, "/a/b/c"), 0);
+    ck_assert_int_eq(MATCH(r, t, "GET", NULL, "/a/b/cd"), 0);
+    ck_assert_int_eq(MATCH(r, t, "GET", NULL, "/a/x"), 1); /* regex [1] before trie [2] */
+    ck_assert_int_eq(MATCH(r, t, "GET", NULL, "/b"), 3);
+    px_router_free(r);
+    route_table_free(t);
+}
+END_TEST
+
+START_TEST(router_host_regex_ignores_the_request_port)
+{
+    const struct rspec specs[] = {
+        { .prefix = "/", .host = "[a-z]+\\.example\\.com", .host_re = true },
+        { .prefix = "/", .host = "api\\.example\\.org:8443", .host_re = true },
+        { .prefix = "/", .host = "exact.example" },
+        { .prefix = "/any/" },
+    };
+    struct route_table *t = table_of(specs, ARRAY_SIZE(specs));
+    struct px_router *r = build_ok(t);
+    ck_assert_int_eq(MATCH(r, t, "GET", "shop.example.com", "/x"), 0);
+    ck_assert_int_eq(MATCH(r, t, "GET", "shop.example.com:8080", "/x"), 0);
+    ck_assert_int_eq(MATCH(r, t, "GET", "SHOP.Example.com", "/x"), 0); /* host names fold */
+    ck_assert_int_eq(MATCH(r, t, "GET", "a.b.example.com", "/x"), -1); /* whole host */
+    ck_assert_int_eq(MATCH(r, t, "GET", NULL, "/x"), -1);
+    /* A regex that names a port matches the Host as sent. */
+    ck_assert_int_eq(MATCH(r, t, "GET", "api.example.org:8443", "/x"), 1);
+    ck_assert_int_eq(MATCH(r, t, "GET", "api.example.org", "/x"), -1);
+    ck_assert_int_eq(MATCH(r, t, "GET", "exact.example:1", "/x"), 2);
+    ck_assert_int_eq(MATCH(r, t, "GET", "other", "/any/x"), 3);
+    px_router_free(r);
+    route_table_free(t);
+}
+END_TEST
+
+START_TEST(router_method_regex)
+{
+    const struct rspec specs[] = {
+        { .prefix = "/", .method = "GET|HEAD", .method_re = true },
+        { .prefix = "/", .method = "P.*", .method_re = true },
+    };
+    struct route_table *t = table_of(specs, ARRAY_SIZE(specs));
+    struct px_router *r = build_ok(t);
+    ck_assert_int_eq(MATCH(r, t, "GET", NULL, "/x"), 0);
+    ck_assert_int_eq(MATCH(r, t, "HEAD", NULL, "/x"), 0);
+    ck_assert_int_eq(MATCH(r, t, "PATCH", NULL, "/x"), 1);
+    ck_assert_int_eq(MATCH(r, t, "DELETE", NULL, "/x"), -1);
+    ck_assert_int_eq(MATCH(r, t, "GETX", NULL, "/x"), -1); /* the whole method */
+    px_router_free(r);
+    route_table_free(t);
+}
+END_TEST
+
+START_TEST(router_regex_headers)
+{
+    const struct rspec specs[] = {
+        { .prefix = "/", .hname = "x-version", .hvalue = "v[2-9]", .header_re = true },
+        { .prefix = "/" },
+    };
+    struct route_table *t = table_of(specs, ARRAY_SIZE(specs));
+    struct px_router *r = build_ok(t);
+    struct px_header v3[] = { { "X-Version", 9, "v3", 2 } };
+    struct px_header v1[] = { { "x-version", 9, "v1", 2 } };
+    struct px_header v33[] = { { "x-version", 9, "v33", 3 } };
+    struct px_header two[] = { { "x-version", 9, "v1", 2 }, { "x-version", 9, "v9", 2 } };
+    ck_assert_int_eq(match_idx(r, t, "GET", NULL, "/", v3, 1), 0);
+    ck_assert_int_eq(match_idx(r, t, "GET", NULL, "/", v1, 1), 1);
+    ck_assert_int_eq(match_idx(r, t, "GET", NULL, "/", v33, 1), 1); /* the whole value */
+    ck_assert_int_eq(match_idx(r, t, "GET", NULL, "/", two, 2), 0); /* any line */
+    ck_assert_int_eq(match_idx(r, t, "GET", NULL, "/", NULL, 0), 1);
+    px_router_free(r);
+    route_table_free(t);
+}
+END_TEST
+
+START_TEST(router_query_parameters)
+{
+    const struct rspec specs[] = {
+        { .prefix = "/", .qname = "debug" },                           /* present */
+        { .prefix = "/", .qname = "user name", .qvalue = "Zoë & co" }, /* decoded both */
+        { .prefix = "/", .qname = "id", .qvalue = "[0-9]+", .query_re = true },
+        { .prefix = "/", .qname = "tag", .qvalue = "a" },
+        { .prefix = "/" },
+    };
+    struct route_table *t = table_of(specs, ARRAY_SIZE(specs));
+    struct px_router *r = build_ok(t);
+    ck_assert_int_eq(match_target(r, t, NULL, "/x?debug"), 0);
+    ck_assert_int_eq(match_target(r, t, NULL, "/x?a=1&debug="), 0);
+    ck_assert_int_eq(match_target(r, t, NULL, "/x?debug=yes&a"), 0);
+    ck_assert_int_eq(match_target(r, t, NULL, "/x?debugx=1"), 4);
+    ck_assert_int_eq(match_target(r, t, NULL, "/x?DEBUG"), 4); /* names keep their case */
+    ck_assert_int_eq(match_target(r, t, NULL, "/x?user+name=Zo%C3%AB%20%26+co"), 1);
+    ck_assert_int_eq(match_target(r, t, NULL, "/x?user%20name=Zo%c3%ab+%26%20co"), 1);
+    ck_assert_int_eq(match_target(r, t, NULL, "/x?user+name=Zo%C3%AB"), 4);
+    ck_assert_int_eq(match_target(r, t, NULL, "/x?id=123"), 2);
+    ck_assert_int_eq(match_target(r, t, NULL, "/x?id=%31%32"), 2);
+    ck_assert_int_eq(match_target(r, t, NULL, "/x?id=12a"), 4);
+    /* Any occurrence of a repeated parameter may match. */
+    ck_assert_int_eq(match_target(r, t, NULL, "/x?tag=b&tag=a"), 3);
+    /* A malformed escape stays as written. */
+    ck_assert_int_eq(match_target(r, t, NULL, "/x?tag=%zz"), 4);
+    ck_assert_int_eq(match_target(r, t, NULL, "/x"), 4);
+    px_router_free(r);
+    route_table_free(t);
+}
+END_TEST
+
+START_TEST(router_rewrites_regex_routes_and_regex_rewrite)
+{
+    const struct rspec specs[] = {
+        { .prefix = "/api/.*", .prefix_re = true, .rewrite = "/" },
+        { .prefix = "/svc/", .rewrite = "/x/" },
+    };
+    struct route_table *t = table_of(specs, ARRAY_SIZE(specs));
+    t->routes[1].regex_rewrite.pattern = xstrdup("^/svc/([^/]+)/(.*)$");
+    t->routes[1].regex_rewrite.substitution = xstrdup("/\\2/instance/\\1");
+    struct px_router *r = build_ok(t);
+    char out[128];
+    /* rewrite replaces what a regex route matched: the whole path. */
+    long n = px_router_rewrite(r, &t->routes[0], "/api/v1", 7, "q=1", 3, out, sizeof(out));
+    ck_assert_int_eq(n, 5);
+    ck_assert(memcmp(out, "/?q=1", 5) == 0);
+    /* regex_rewrite wins over rewrite, with capture groups; the query is kept. */
+    n = px_router_rewrite(r, &t->routes[1], "/svc/a/b/c", 10, "z", 1, out, sizeof(out));
+    ck_assert_int_eq(n, (long)strlen("/b/c/instance/a?z"));
+    ck_assert(memcmp(out, "/b/c/instance/a?z", (size_t)n) == 0);
+    ck_assert_int_eq(px_router_rewrite(r, &t->routes[1], "/svc/a/b", 8, NULL, 0, out, 5), -ENOSPC);
+    /* Without a regex_rewrite, px_router_rewrite is px_rewrite_target. */
+    n = px_router_rewrite(r, &t->routes[0], "/api/x", 6, NULL, 0, out, sizeof(out));
+    ck_assert_int_eq(n, 1);
+    px_router_free(r);
+    route_table_free(t);
+}
+END_TEST
+
+START_TEST(router_redirect_locations)
+{
+    const struct rspec specs[] = {
+        { .prefix = "/a/" }, { .prefix = "/b/" }, { .prefix = "/c/" },
+        { .prefix = "/d/" }, { .prefix = "/e/" }, { .prefix = "/f/.*", .prefix_re = true },
+    };
+    struct route_table *t = table_of(specs, ARRAY_SIZE(specs));
+    for (size_t i = 0; i < t->nroutes; i++)
+        t->routes[i].host_redirect = xstrdup("new.example:8080");
+    t->routes[1].path_redirect = xstrdup("/moved");
+    t->routes[2].path_redirect = xstrdup("/moved?x=2");
+    t->routes[3].prefix_redirect = xstrdup("/new/");
+    t->routes[4].regex_redirect.pattern = xstrdup("/e/([0-9]+)");
+    t->routes[4].regex_redirect.substitution = xstrdup("/item/\\1");
+    t->routes[4].redirect_scheme = xstrdup("https");
+    t->routes[5].prefix_redirect = xstrdup("/whole");
+    struct px_router *r = build_ok(t);
+    static const struct {
+        size_t route;
+        const char *path, *query, *want;
+    } rows[] = {
+        { 0, "/a/x", "q=1", "http://new.example:8080/a/x?q=1" },   /* host only */
+        { 1, "/b/x", "q=1", "http://new.example:8080/moved?q=1" }, /* whole path */
+        { 2, "/c/x", "q=1", "http://new.example:8080/moved?x=2" }, /* its query wins */
+        { 3, "/d/x/y", NULL, "http://new.example:8080/new/x/y" },  /* matched prefix */
+        { 4, "/e/42/z", "k", "https://new.example:8080/item/42/z?k" },
+        { 5, "/f/any", NULL, "http://new.example:8080/whole" }, /* a regex matched it all */
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        char out[256];
+        const char *q = rows[i].query;
+        long n = px_router_location(r, &t->routes[rows[i].route], "http", rows[i].path,
+                                    strlen(rows[i].path), q, q ? strlen(q) : 0, out, sizeof(out));
+        ck_assert_msg(n == (long)strlen(rows[i].want) && memcmp(out, rows[i].want, (size_t)n) == 0,
+                      "row %zu: %.*s", i, (int)(n > 0 ? n : 0), out);
+        ck_assert_int_eq(px_router_location(r, &t->routes[rows[i].route], "http", rows[i].path,
+                                            strlen(rows[i].path), q, q ? strlen(q) : 0, out,
+                                            (size_t)n - 1),
+                         -ENOSPC);
+    }
+    px_router_free(r);
+    route_table_free(t);
+}
+END_TEST
+
+/* The linear oracle with regex prefixes: first route in order whose every predicate holds. */
+static long linear_rx(const struct route_table *t, struct rx *const *res, const char *path)
+{
+    size_t plen = strlen(path);
+    for (size_t i = 0; i < t->nroutes; i++) {
+        const struct route *rt = &t->routes[i];
+        size_t l = strlen(rt->prefix);
+        bool ok = rt->prefix_regex ? rx_full_match(res[i], path, plen)
+                                   : l <= plen && strncmp(rt->prefix, path, l) == 0;
+        if (ok)
+            return (long)i;
+    }
+    return -1;
+}
+
+START_TEST(router_regex_routes_agree_with_linear_scan)
+{
+    static const char *const regexes[] = { "/a.*", "/[ab]+", "/b/.*", ".*a", "/(a|b)/a?" };
+    static const char *const literals[] = { "/", "/a", "/a/", "/b/a", "/ab" };
+    for (int round = 0; round < 100; round++) {
+        size_t n = 1 + rnd(12);
+        struct route_table *t = table_with(n);
+        struct rx *res[12] = { 0 };
+        for (size_t i = 0; i < n; i++) {
+            bool re = rnd(2);
+            struct rspec s = { .prefix = re ? regexes[rnd(ARRAY_SIZE(regexes))]
+                                            : literals[rnd(ARRAY_SIZE(literals))],
+                               .prefix_re = re };
+            set_route(&t->routes[i], &s, i);
+            char why[128];
+            if (re)
+                ck_assert_int_eq(rx_compile(s.prefix, 0, &res[i], why, sizeof(why)), 0);
+        }
+        t->nroutes = n;
+        struct px_router *r = build_ok(t);
+        for (int q = 0; q < 200; q++) {
+            char path[12];
+            random_path(path, 11);
+            long want = linear_rx(t, res, path), got = MATCH(r, t, "GET", NULL, path);
+            ck_assert_msg(got == want, "round %d: %s: router %ld, linear %ld", round, path, got,
+                          want);
+        }
+        for (size_t i = 0; i < n; i++)
+            rx_free(res[i]);
+        px_router_free(r);
+        route_table_free(t);
+    }
+}
+END_TEST
+
 /* ---- scale ---- */
 
 static struct route_table *big_table(size_t n)
@@ -575,10 +878,19 @@ int main(void)
     tcase_add_test(tc, router_case_insensitive_routes);
     tcase_add_test(tc, router_prefix_exact);
     tcase_add_test(tc, router_no_route_is_null);
-    tcase_add_test(tc, router_rejects_unsupported_match_kinds);
+    tcase_add_test(tc, router_rejects_regexes_that_do_not_compile);
     tcase_add_test(tc, router_rewrite_table);
     tcase_add_test(tc, router_rewrite_reports_enospc);
     tcase_add_test(tc, router_agrees_with_linear_scan);
+    tcase_add_test(tc, router_prefix_regex_matches_the_whole_path);
+    tcase_add_test(tc, router_regex_and_trie_routes_keep_table_order);
+    tcase_add_test(tc, router_host_regex_ignores_the_request_port);
+    tcase_add_test(tc, router_method_regex);
+    tcase_add_test(tc, router_regex_headers);
+    tcase_add_test(tc, router_query_parameters);
+    tcase_add_test(tc, router_rewrites_regex_routes_and_regex_rewrite);
+    tcase_add_test(tc, router_redirect_locations);
+    tcase_add_test(tc, router_regex_routes_agree_with_linear_scan);
     tcase_add_test(tc, router_100k_routes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -17,7 +17,9 @@ static struct route_table *table_new(uint64_t version, size_t n)
     struct route_table *t = xcalloc(1, sizeof(*t));
     t->version = version;
     t->clusters = xcalloc(1, sizeof(*t->clusters));
-    t->clusters[0] = (struct route_cluster){ xstrdup("up:80"), xstrdup("http"), xstrdup("up"), 80 };
+    t->clusters[0] = (struct route_cluster){
+        .name = xstrdup("up:80"), .scheme = xstrdup("http"), .host = xstrdup("up"), .port = 80
+    };
     t->nclusters = 1;
     t->routes = xcalloc(n ? n : 1, sizeof(*t->routes));
     for (size_t i = 0; i < n; i++) {
@@ -55,6 +57,8 @@ START_TEST(snapshot_new_failure_reports_and_frees)
     char err[256] = "";
     struct route_table *t = table_new(7, 2);
     t->routes[1].prefix_regex = true;
+    free(t->routes[1].prefix);
+    t->routes[1].prefix = xstrdup("/r1/("); /* does not compile: the router refuses it */
     /* The table is freed on failure; under ASan a leak or double free would show. */
     ck_assert_ptr_null(px_snapshot_new(t, err, sizeof(err)));
     ck_assert_msg(strstr(err, "prefix_regex") != NULL, "reason: %s", err);

@@ -1,0 +1,82 @@
+/* The traffic-policy fields of a Mapping and of the `ambassador` Module (annotation_policy.c):
+ * weight, shadow, idle_timeout_ms, connect_timeout_ms, cluster_idle_timeout_ms,
+ * cluster_max_connection_lifetime_ms, retry_policy, circuit_breakers, load_balancer, cors,
+ * rate_limits, labels, legate_rate_limit, use_websocket, allow_upgrade.
+ *
+ * annotation.c's keyword tables point every one of these names at one adapter, which calls
+ * annotation_policy_mapping (or _module) with the field's name; the parsers here report
+ * through the callbacks of struct policy_ctx, so they do not depend on how annotation.c keeps
+ * its documents. Semantics: reference/ambassador-mapping.md; differences:
+ * docs/mapping-compat.md. */
+#ifndef LEGATE_CONTROLLER_ANNOTATION_POLICY_H
+#define LEGATE_CONTROLLER_ANNOTATION_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "route-t.h"
+#include "ytree.h"
+
+/* Where problems go; field names the key ("retry_policy.num_retries"), line is 1-based. */
+struct policy_ctx {
+    void (*error)(void *arg, const char *field, int line, const char *msg);
+    void (*warn)(void *arg, const char *field, int line, const char *msg);
+    void *arg;
+};
+
+/* Which policy fields an object set (bits of `set`), so Module defaults fill only the
+ * Mappings that left a field out. */
+#define POLICY_SET_RETRY    0x01u
+#define POLICY_SET_CORS     0x02u
+#define POLICY_SET_CB       0x04u
+#define POLICY_SET_LB       0x08u
+#define POLICY_SET_IDLE     0x10u /* cluster_idle_timeout_ms */
+#define POLICY_SET_LIFETIME 0x20u /* cluster_max_connection_lifetime_ms */
+#define POLICY_SET_CONNECT  0x40u
+
+/* What a Mapping's policy fields say beyond its route's own policy. */
+struct mapping_policy {
+    unsigned set;
+    bool weight_set;
+    uint32_t weight; /* 0-100 */
+    bool shadow;
+    struct route_cluster_policy cluster; /* becomes its cluster's policy */
+};
+
+/* The Module's defaults for every Mapping. */
+struct module_policy {
+    unsigned set;
+    struct route_retry retry;
+    struct route_cors cors;
+    struct route_cluster_policy cluster;
+};
+
+/* Whether name is a policy field of a Mapping (resp. of the Module). */
+bool annotation_policy_is_mapping_field(const char *name);
+bool annotation_policy_is_module_field(const char *name);
+
+/* Reads field `name` of a Mapping from v into rp (the route's policy) and mp. Returns 0, or
+ * -EINVAL after reporting at least one error through ctx. */
+int annotation_policy_mapping(const char *name, const struct ytree_node *v, struct route_policy *rp,
+                              struct mapping_policy *mp, const struct policy_ctx *ctx);
+/* Reads field `name` of the Module's config. Same contract. */
+int annotation_policy_module(const char *name, const struct ytree_node *v, struct module_policy *mp,
+                             const struct policy_ctx *ctx);
+
+/* Gives a Mapping the Module's defaults for the fields it left out. */
+void annotation_policy_apply_module(struct route_policy *rp, struct mapping_policy *mp,
+                                    const struct module_policy *mod);
+
+/* Appends to key what sets a cluster's policy apart (nothing for the default policy), so
+ * Mappings with different cluster policies for one upstream get different clusters. */
+void annotation_policy_cluster_key(const struct route_cluster_policy *p, struct buf *key);
+/* A short stable suffix for the name of a cluster with a non-default policy ("" for the
+ * default): "~" and 8 hex digits of a hash of its key. out holds at least 10 bytes. */
+void annotation_policy_cluster_suffix(const struct route_cluster_policy *p, char *out,
+                                      size_t outlen);
+
+void mapping_policy_free_fields(struct mapping_policy *mp);
+void module_policy_free_fields(struct module_policy *mp);
+
+#endif
