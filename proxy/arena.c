@@ -30,6 +30,53 @@ void px_arena_init(struct px_arena *a)
 {
     a->first = NULL;
     a->cur = NULL;
+    a->cache = NULL;
+}
+
+void px_arena_init_cached(struct px_arena *a, struct px_arena_cache *cache)
+{
+    px_arena_init(a);
+    a->cache = cache;
+}
+
+void px_arena_park(struct px_arena *a)
+{
+    struct px_arena_cache *cache = a->cache;
+    px_arena_reset(a);
+    if (a->first != NULL && cache != NULL && cache->n < cache->max &&
+        a->first->size == PX_ARENA_CHUNK) {
+        a->first->next = cache->head;
+        cache->head = a->first;
+        cache->n++;
+    } else {
+        free(a->first);
+    }
+    a->first = a->cur = NULL;
+}
+
+void px_arena_cache_free(struct px_arena_cache *cache)
+{
+    while (cache->head != NULL) {
+        struct px_arena_chunk *next = cache->head->next;
+        free(cache->head);
+        cache->head = next;
+    }
+    cache->n = 0;
+}
+
+/* A first chunk: from the cache when the request fits one, else new. */
+static struct px_arena_chunk *first_chunk(struct px_arena *a, size_t need)
+{
+    struct px_arena_cache *cache = a->cache;
+    if (need <= PX_ARENA_CHUNK && cache != NULL && cache->head != NULL) {
+        struct px_arena_chunk *c = cache->head;
+        cache->head = c->next;
+        cache->n--;
+        c->next = NULL;
+        c->used = 0;
+        return c;
+    }
+    return chunk_new(need > PX_ARENA_CHUNK ? need : PX_ARENA_CHUNK);
 }
 
 void *px_arena_alloc(struct px_arena *a, size_t n)
@@ -38,7 +85,7 @@ void *px_arena_alloc(struct px_arena *a, size_t n)
     if (need == 0)
         need = ALIGN;
     if (a->first == NULL)
-        a->first = a->cur = chunk_new(need > PX_ARENA_CHUNK ? need : PX_ARENA_CHUNK);
+        a->first = a->cur = first_chunk(a, need);
     struct px_arena_chunk *c = a->cur;
     if (c->size - c->used < need) {
         /* Chunks double so a large request costs a few allocations, not one per piece. */

@@ -11,12 +11,29 @@
 
 struct px_arena_chunk;
 
+/* First chunks parked by idle arenas, for reuse by the next arena that needs one: a worker
+ * keeps one, so idle keep-alive connections hold no chunk and busy ones still allocate
+ * nothing per request. */
+struct px_arena_cache {
+    struct px_arena_chunk *head;
+    unsigned n;
+    unsigned max;
+};
+
 struct px_arena {
     struct px_arena_chunk *first; /* kept across resets */
     struct px_arena_chunk *cur;   /* where allocation happens */
+    struct px_arena_cache *cache; /* where px_arena_park puts the first chunk; may be NULL */
 };
 
 void px_arena_init(struct px_arena *a);
+/* Like px_arena_init, with first chunks taken from and parked in cache. */
+void px_arena_init_cached(struct px_arena *a, struct px_arena_cache *cache);
+/* Releases everything and parks the first chunk in the arena's cache (frees it when there is
+ * no cache or the cache is full). a stays usable: the next allocation takes a chunk back. */
+void px_arena_park(struct px_arena *a);
+/* Frees the chunks a cache holds. */
+void px_arena_cache_free(struct px_arena_cache *cache);
 /* Returns n bytes aligned for any type, valid until the next reset or free. Never fails
  * (aborts on out of memory, like xmalloc). */
 void *px_arena_alloc(struct px_arena *a, size_t n);

@@ -75,7 +75,7 @@ static void on_close(uv_handle_t *h)
     struct px_worker *w = c->w;
     px_rbuf_put(w, c->rb);
     px_rbuf_put(w, c->held_rb);
-    px_arena_free(&c->arena);
+    px_arena_park(&c->arena);
     free(c);
     px_worker_conn_freed(w);
 }
@@ -960,6 +960,8 @@ static void reset_request(struct px_conn *c)
     c->upgrade_ok = 0;
 }
 
+static void release_idle_rbuf(struct px_conn *c);
+
 static void finish_request(struct px_conn *c)
 {
     struct px_upstream *u = c->up;
@@ -989,6 +991,9 @@ static void finish_request(struct px_conn *c)
     else
         arm(c, PX_TIMER_IDLE, c->w->limits.idle_timeout_ms);
     pump_request(c);
+    /* The usual keep-alive case: the client reads its response and waits; no read callback
+     * comes to give the buffer back, so do it here. */
+    release_idle_rbuf(c);
 }
 
 /* Ends the request once both directions are through: the response written out and, unless
@@ -1046,14 +1051,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->rb->data + c->rb->len, PX_RBUF_SIZE - c->rb->len);
 }
 
-/* An idle connection gives its read buffer back: thousands of idle keep-alive clients cost a
- * connection structure each, not a buffer. */
+/* An idle connection gives its read buffer and its arena back: thousands of idle keep-alive
+ * clients cost a connection structure each, not a buffer and an arena chunk. The arena comes
+ * back on the next request's first allocation. */
 static void release_idle_rbuf(struct px_conn *c)
 {
     if (c->rb != NULL && c->state == PX_REQ_IDLE && !c->req.begun && c->rb->off == c->rb->len &&
         !c->closing) {
         px_rbuf_put(c->w, c->rb);
         c->rb = NULL;
+        px_arena_park(&c->arena);
     }
 }
 
@@ -1199,7 +1206,7 @@ void px_http_accept(struct px_worker *w, int fd)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->client_ip, sizeof(c->client_ip));
     }
     px_h1_init(&c->req, HTTP_REQUEST, true);
-    px_arena_init(&c->arena);
+    px_arena_init_cached(&c->arena, &c->w->arena_cache);
     /* A new connection is there to send a request: its head is on the clock from now. */
     arm(c, PX_TIMER_HEADER, w->limits.header_timeout_ms);
     update_reading(c);

@@ -31,8 +31,12 @@ struct px_shadow;
 
 /* A read buffer holds a whole request or response head, so its size is the head cap. */
 #define PX_RBUF_SIZE PX_H1_HEAD_MAX
-/* Read buffers kept per worker for reuse; more are freed. */
-#define PX_RBUF_FREE_MAX 256
+/* Read buffers (64 KiB each) kept per worker for reuse; more are freed. Enough for the
+ * connections busy at once on one worker in the benchmarks, small enough that a burst does
+ * not leave megabytes parked. */
+#define PX_RBUF_FREE_MAX 32
+/* Arena first chunks (4 KiB) kept per worker for reuse. */
+#define PX_ARENA_FREE_MAX 256
 /* Client timeouts and the connection cap: the defaults of struct px_limits, each with a flag
  * of the proxy (docs/security.md lists them all).
  *
@@ -292,6 +296,7 @@ struct px_worker {
     struct px_snapshot *snap; /* current table on this worker; a reference */
     struct px_rbuf *free_rbufs;
     unsigned nfree_rbufs;
+    struct px_arena_cache arena_cache; /* first chunks of idle connections' arenas */
     struct px_link conns;
     struct px_pools pools;
     struct px_dns dns;

@@ -23,6 +23,7 @@
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -45,6 +46,26 @@ struct px_workers {
 
 /* ---- per-worker resources ---------------------------------------------------------------- */
 
+/* Read buffers are mappings of their own, not heap blocks: after a burst of busy connections
+ * the buffers beyond the free list go back to the kernel with munmap, where freed 64 KiB heap
+ * blocks wedged between live connection structures would stay resident. Only buffers beyond
+ * the worker's free list pay the system calls. */
+static struct px_rbuf *rbuf_map(void)
+{
+    void *p = mmap(NULL, sizeof(struct px_rbuf), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        log_error("out of memory for a read buffer", "bytes=%zu", sizeof(struct px_rbuf));
+        abort();
+    }
+    return p;
+}
+
+static void rbuf_unmap(struct px_rbuf *b)
+{
+    munmap(b, sizeof(*b));
+}
+
 struct px_rbuf *px_rbuf_get(struct px_worker *w)
 {
     struct px_rbuf *b = w->free_rbufs;
@@ -52,7 +73,7 @@ struct px_rbuf *px_rbuf_get(struct px_worker *w)
         w->free_rbufs = b->next;
         w->nfree_rbufs--;
     } else {
-        b = xmalloc(sizeof(*b));
+        b = rbuf_map();
     }
     b->next = NULL;
     b->len = b->off = 0;
@@ -64,7 +85,7 @@ void px_rbuf_put(struct px_worker *w, struct px_rbuf *b)
     if (b == NULL)
         return;
     if (w->nfree_rbufs >= PX_RBUF_FREE_MAX) {
-        free(b);
+        rbuf_unmap(b);
         return;
     }
     b->next = w->free_rbufs;
@@ -246,8 +267,9 @@ static void run_to_end(struct px_worker *w)
     while (w->free_rbufs != NULL) {
         struct px_rbuf *b = w->free_rbufs;
         w->free_rbufs = b->next;
-        free(b);
+        rbuf_unmap(b);
     }
+    px_arena_cache_free(&w->arena_cache);
     int r = uv_loop_close(&w->loop);
     if (r != 0)
         log_warn("worker loop not closed cleanly", "worker=%d error=%s", w->id, uv_strerror(r));
@@ -357,6 +379,8 @@ int px_workers_create(int n, const char *hostport, const struct px_limits *limit
 
     struct px_workers *ws = xcalloc(1, sizeof(*ws));
     ws->w = xcalloc((size_t)n, sizeof(*ws->w));
+    for (int i = 0; i < n; i++)
+        ws->w[i].arena_cache.max = PX_ARENA_FREE_MAX;
     int r = 0;
     for (int i = 0; i < n; i++) {
         fd = make_socket(res, true);
