@@ -7,21 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "annotation_policy_internal.h"
 #include "route_policy.h"
 #include "xalloc.h"
 
-/* Rate-limit descriptors and CORS origins come from one annotation (256 KiB): these caps only
- * stop a pathological one from costing the proxy per-request work. */
-#define MAX_DESCRIPTORS 32
-#define MAX_ENTRIES     16
-#define MAX_ORIGINS     64
-#define MAX_UPGRADES    8
+/* CORS origins and upgrade protocols come from one annotation (256 KiB): these caps only stop
+ * a pathological one from costing the proxy per-request work. */
+#define MAX_ORIGINS  64
+#define MAX_UPGRADES 8
 
 /* ---- reporting ---- */
 
-static void report(const struct policy_ctx *c, bool warn, const char *field, int line,
-                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void report(const struct policy_ctx *c, bool warn, const char *field, int line,
+void policy_report(const struct policy_ctx *c, bool warn, const char *field, int line,
                    const char *fmt, ...)
 {
     char msg[512];
@@ -32,13 +29,7 @@ static void report(const struct policy_ctx *c, bool warn, const char *field, int
     (warn ? c->warn : c->error)(c->arg, field, line, msg);
 }
 
-#define ERR(field, line, ...)                                                                      \
-    do {                                                                                           \
-        report(c, false, (field), (line), __VA_ARGS__);                                            \
-        return -EINVAL;                                                                            \
-    } while (0)
-
-static int type_error(const struct policy_ctx *c, const char *field, const struct ytree_node *v,
+int policy_type_error(const struct policy_ctx *c, const char *field, const struct ytree_node *v,
                       const char *expected)
 {
     char got[96];
@@ -48,43 +39,42 @@ static int type_error(const struct policy_ctx *c, const char *field, const struc
 
 /* ---- scalars ---- */
 
-static const char *get_text(const struct policy_ctx *c, const char *field,
-                            const struct ytree_node *v)
+const char *policy_text(const struct policy_ctx *c, const char *field, const struct ytree_node *v)
 {
     if (!ytree_is_text(v)) {
-        type_error(c, field, v, "a non-empty string");
+        policy_type_error(c, field, v, "a non-empty string");
         return NULL;
     }
     return v->value;
 }
 
-static int get_uint(const struct policy_ctx *c, const char *field, const struct ytree_node *v,
-                    uint32_t min, uint32_t max, const char *unit, uint32_t *out)
+int policy_uint(const struct policy_ctx *c, const char *field, const struct ytree_node *v,
+                uint32_t min, uint32_t max, const char *unit, uint32_t *out)
 {
     int64_t i;
     int rc = ytree_get_int(v, &i);
     if (rc == -EINVAL)
-        return type_error(c, field, v, "an integer");
+        return policy_type_error(c, field, v, "an integer");
     if (rc != 0 || i < min || i > max)
         ERR(field, v->line, "%s: expected %u to %u%s, got %s", field, min, max, unit, v->value);
     *out = (uint32_t)i;
     return 0;
 }
 
-static int get_bool(const struct policy_ctx *c, const char *field, const struct ytree_node *v,
-                    bool *out)
+int policy_bool(const struct policy_ctx *c, const char *field, const struct ytree_node *v,
+                bool *out)
 {
     if (ytree_get_bool(v, out) != 0)
-        return type_error(c, field, v, "a boolean");
+        return policy_type_error(c, field, v, "a boolean");
     return 0;
 }
 
 /* A map whose keys are all among keys[0..n) (each once). */
-static int check_map(const struct policy_ctx *c, const char *field, const struct ytree_node *v,
+int policy_check_map(const struct policy_ctx *c, const char *field, const struct ytree_node *v,
                      const char *const *keys, size_t n, const char *expected)
 {
     if (v->type != YTREE_MAP)
-        return type_error(c, field, v, expected);
+        return policy_type_error(c, field, v, expected);
     int rc = 0;
     for (size_t i = 0; i + 1 < v->nkids; i += 2) {
         const struct ytree_node *k = v->kids[i];
@@ -96,13 +86,14 @@ static int check_map(const struct policy_ctx *c, const char *field, const struct
         if (j == n) {
             char got[96];
             ytree_describe(k, got, sizeof(got));
-            report(c, false, field, k->line, "%s: unknown key %s", field, got);
+            policy_report(c, false, field, k->line, "%s: unknown key %s", field, got);
             rc = -EINVAL;
             continue;
         }
         for (size_t p = 0; p < i; p += 2)
             if (strcmp(v->kids[p]->value, k->value) == 0) {
-                report(c, false, field, k->line, "%s: key \"%s\" given twice", field, k->value);
+                policy_report(c, false, field, k->line, "%s: key \"%s\" given twice", field,
+                              k->value);
                 rc = -EINVAL;
             }
     }
@@ -114,7 +105,7 @@ static bool is_tchar(unsigned char ch)
     return isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch) != NULL;
 }
 
-static bool is_token(const char *s)
+bool policy_is_token(const char *s)
 {
     if (*s == '\0')
         return false;
@@ -124,7 +115,7 @@ static bool is_token(const char *s)
     return true;
 }
 
-static char *lower_dup(const char *s)
+char *policy_lower_dup(const char *s)
 {
     char *d = xstrdup(s);
     for (char *p = d; *p; p++)
@@ -148,7 +139,7 @@ static int p_weight(const struct ytree_node *v, struct route_policy *rp, struct 
                     const struct policy_ctx *c)
 {
     (void)rp;
-    if (get_uint(c, "weight", v, 0, 100, " percent", &mp->weight) != 0)
+    if (policy_uint(c, "weight", v, 0, 100, " percent", &mp->weight) != 0)
         return -EINVAL;
     mp->weight_set = true;
     return 0;
@@ -158,20 +149,21 @@ static int p_shadow(const struct ytree_node *v, struct route_policy *rp, struct 
                     const struct policy_ctx *c)
 {
     (void)rp;
-    return get_bool(c, "shadow", v, &mp->shadow);
+    return policy_bool(c, "shadow", v, &mp->shadow);
 }
 
 static int p_idle_timeout(const struct ytree_node *v, struct route_policy *rp,
                           struct mapping_policy *mp, const struct policy_ctx *c)
 {
     (void)mp;
-    return get_uint(c, "idle_timeout_ms", v, 0, UINT32_MAX, " milliseconds", &rp->idle_timeout_ms);
+    return policy_uint(c, "idle_timeout_ms", v, 0, UINT32_MAX, " milliseconds",
+                       &rp->idle_timeout_ms);
 }
 
 static int cluster_ms(const char *field, const struct ytree_node *v, uint32_t *dst, unsigned bit,
                       unsigned *set, const struct policy_ctx *c)
 {
-    if (get_uint(c, field, v, 0, UINT32_MAX, " milliseconds", dst) != 0)
+    if (policy_uint(c, field, v, 0, UINT32_MAX, " milliseconds", dst) != 0)
         return -EINVAL;
     *set |= bit;
     return 0;
@@ -205,7 +197,7 @@ static int p_cluster_lifetime(const struct ytree_node *v, struct route_policy *r
 
 static int retry_on(const struct ytree_node *v, struct route_retry *r, const struct policy_ctx *c)
 {
-    const char *s = get_text(c, "retry_policy.retry_on", v);
+    const char *s = policy_text(c, "retry_policy.retry_on", v);
     if (s == NULL)
         return -EINVAL;
     /* Ambassador documents one condition; Envoy takes a comma-separated list. */
@@ -219,11 +211,12 @@ static int retry_on(const struct ytree_node *v, struct route_retry *r, const str
             tok[--n] = '\0';
         uint32_t bit = route_retry_on_bit(tok);
         if (bit == 0) {
-            report(c, false, "retry_policy.retry_on", v->line,
-                   "retry_policy.retry_on: unknown condition \"%s\" (expected 5xx, gateway-error, "
-                   "connect-failure, retriable-4xx, refused-stream, retriable-status-codes or "
-                   "reset)",
-                   tok);
+            policy_report(
+                c, false, "retry_policy.retry_on", v->line,
+                "retry_policy.retry_on: unknown condition \"%s\" (expected 5xx, gateway-error, "
+                "connect-failure, retriable-4xx, refused-stream, retriable-status-codes or "
+                "reset)",
+                tok);
             rc = -EINVAL;
         }
         r->on |= bit;
@@ -240,8 +233,8 @@ static int parse_retry(const struct ytree_node *v, struct route_retry *r,
     static const char *const keys[] = { "retry_on", "num_retries", "per_try_timeout",
                                         "retriable_status_codes" };
     memset(r, 0, sizeof(*r));
-    if (check_map(c, "retry_policy", v, keys, ARRAY_SIZE(keys),
-                  "a map (retry_on, num_retries, per_try_timeout)") != 0)
+    if (policy_check_map(c, "retry_policy", v, keys, ARRAY_SIZE(keys),
+                         "a map (retry_on, num_retries, per_try_timeout)") != 0)
         return -EINVAL;
     int rc = 0;
     const struct ytree_node *on = ytree_map_get(v, "retry_on");
@@ -250,14 +243,14 @@ static int parse_retry(const struct ytree_node *v, struct route_retry *r,
     const struct ytree_node *codes = ytree_map_get(v, "retriable_status_codes");
     r->num_retries = ROUTE_RETRY_DEFAULT_NUM;
     if (on == NULL) {
-        report(c, false, "retry_policy.retry_on", v->line,
-               "retry_policy: missing required field \"retry_on\"");
+        policy_report(c, false, "retry_policy.retry_on", v->line,
+                      "retry_policy: missing required field \"retry_on\"");
         rc = -EINVAL;
     } else if (retry_on(on, r, c) != 0) {
         rc = -EINVAL;
     }
-    if (num != NULL && get_uint(c, "retry_policy.num_retries", num, 0, ROUTE_RETRY_MAX_NUM, "",
-                                &r->num_retries) != 0)
+    if (num != NULL && policy_uint(c, "retry_policy.num_retries", num, 0, ROUTE_RETRY_MAX_NUM, "",
+                                   &r->num_retries) != 0)
         rc = -EINVAL;
     if (ptt != NULL) {
         const char *s =
@@ -266,31 +259,31 @@ static int parse_retry(const struct ytree_node *v, struct route_retry *r,
             r->per_try_timeout_ms == 0) {
             char got[96];
             ytree_describe(ptt, got, sizeof(got));
-            report(c, false, "retry_policy.per_try_timeout", ptt->line,
-                   "retry_policy.per_try_timeout: expected a duration such as \"250ms\" or "
-                   "\"1.5s\", got %s",
-                   got);
+            policy_report(c, false, "retry_policy.per_try_timeout", ptt->line,
+                          "retry_policy.per_try_timeout: expected a duration such as \"250ms\" or "
+                          "\"1.5s\", got %s",
+                          got);
             rc = -EINVAL;
         }
     }
     if (codes != NULL) {
         if (codes->type != YTREE_SEQ || codes->nkids > ROUTE_RETRY_MAX_CODES) {
-            type_error(c, "retry_policy.retriable_status_codes", codes,
-                       "a list of at most 16 statuses");
+            policy_type_error(c, "retry_policy.retriable_status_codes", codes,
+                              "a list of at most 16 statuses");
             rc = -EINVAL;
         } else {
             for (size_t i = 0; i < codes->nkids; i++) {
                 uint32_t st;
-                if (get_uint(c, "retry_policy.retriable_status_codes", codes->kids[i], 100, 599, "",
-                             &st) != 0)
+                if (policy_uint(c, "retry_policy.retriable_status_codes", codes->kids[i], 100, 599,
+                                "", &st) != 0)
                     rc = -EINVAL;
                 else
                     r->codes[r->ncodes++] = (uint16_t)st;
             }
             if (rc == 0 && !(r->on & ROUTE_RETRY_STATUS_CODES))
-                report(c, true, "retry_policy.retriable_status_codes", codes->line,
-                       "retry_policy.retriable_status_codes: used only with retry_on "
-                       "retriable-status-codes");
+                policy_report(c, true, "retry_policy.retriable_status_codes", codes->line,
+                              "retry_policy.retriable_status_codes: used only with retry_on "
+                              "retriable-status-codes");
         }
     }
     if (rc == 0 && (r->on & ROUTE_RETRY_STATUS_CODES) && r->ncodes == 0)
@@ -320,20 +313,21 @@ static int parse_cb(const struct ytree_node *v, struct route_circuit_breakers *o
     static const char *const limits[] = { "max_connections", "max_pending_requests", "max_requests",
                                           "max_retries" };
     if (v->type != YTREE_SEQ)
-        return type_error(c, "circuit_breakers", v, "a list of {priority, max_connections, ...}");
+        return policy_type_error(c, "circuit_breakers", v,
+                                 "a list of {priority, max_connections, ...}");
     bool seen[2] = { false, false };
     int rc = 0;
     for (size_t i = 0; i < v->nkids; i++) {
         const struct ytree_node *e = v->kids[i];
-        if (check_map(c, "circuit_breakers", e, keys, ARRAY_SIZE(keys),
-                      "a map (priority, max_connections, ...)") != 0) {
+        if (policy_check_map(c, "circuit_breakers", e, keys, ARRAY_SIZE(keys),
+                             "a map (priority, max_connections, ...)") != 0) {
             rc = -EINVAL;
             continue;
         }
         const struct ytree_node *pr = ytree_map_get(e, "priority");
         int prio = 0;
         if (pr != NULL) {
-            const char *s = get_text(c, "circuit_breakers.priority", pr);
+            const char *s = policy_text(c, "circuit_breakers.priority", pr);
             if (s == NULL) {
                 rc = -EINVAL;
                 continue;
@@ -341,15 +335,16 @@ static int parse_cb(const struct ytree_node *v, struct route_circuit_breakers *o
             if (strcmp(s, "high") == 0) {
                 prio = 1;
             } else if (strcmp(s, "default") != 0) {
-                report(c, false, "circuit_breakers.priority", pr->line,
-                       "circuit_breakers.priority: expected default or high, got \"%s\"", s);
+                policy_report(c, false, "circuit_breakers.priority", pr->line,
+                              "circuit_breakers.priority: expected default or high, got \"%s\"", s);
                 rc = -EINVAL;
                 continue;
             }
         }
         if (seen[prio]) {
-            report(c, false, "circuit_breakers.priority", e->line,
-                   "circuit_breakers: two entries for priority %s", prio ? "high" : "default");
+            policy_report(c, false, "circuit_breakers.priority", e->line,
+                          "circuit_breakers: two entries for priority %s",
+                          prio ? "high" : "default");
             rc = -EINVAL;
             continue;
         }
@@ -362,15 +357,16 @@ static int parse_cb(const struct ytree_node *v, struct route_circuit_breakers *o
             const struct ytree_node *lv = ytree_map_get(e, limits[k]);
             char field[64];
             snprintf(field, sizeof(field), "circuit_breakers.%s", limits[k]);
-            if (lv != NULL && get_uint(c, field, lv, 0, UINT32_MAX, "", dst[k]) != 0)
+            if (lv != NULL && policy_uint(c, field, lv, 0, UINT32_MAX, "", dst[k]) != 0)
                 rc = -EINVAL;
         }
         if (prio == 1) {
             /* Legate gives every request the default priority (so did Ambassador, short of
              * an envoy_override): the high entry can never apply. */
-            report(c, true, "circuit_breakers.priority", e->line,
-                   "circuit_breakers: the priority high entry is ignored (every request has the "
-                   "default priority)");
+            policy_report(
+                c, true, "circuit_breakers.priority", e->line,
+                "circuit_breakers: the priority high entry is ignored (every request has the "
+                "default priority)");
             continue;
         }
         *out = cb;
@@ -394,8 +390,8 @@ static int parse_lb(const struct ytree_node *v, struct route_lb *lb, const struc
 {
     static const char *const keys[] = { "policy", "cookie", "header", "source_ip" };
     static const char *const ckeys[] = { "name", "path", "ttl" };
-    if (check_map(c, "load_balancer", v, keys, ARRAY_SIZE(keys),
-                  "a map (policy, cookie, header, source_ip)") != 0)
+    if (policy_check_map(c, "load_balancer", v, keys, ARRAY_SIZE(keys),
+                         "a map (policy, cookie, header, source_ip)") != 0)
         return -EINVAL;
     const struct ytree_node *pol = ytree_map_get(v, "policy");
     const struct ytree_node *cookie = ytree_map_get(v, "cookie");
@@ -403,7 +399,7 @@ static int parse_lb(const struct ytree_node *v, struct route_lb *lb, const struc
     const struct ytree_node *src = ytree_map_get(v, "source_ip");
     if (pol == NULL)
         ERR("load_balancer.policy", v->line, "load_balancer: missing required field \"policy\"");
-    const char *s = get_text(c, "load_balancer.policy", pol);
+    const char *s = policy_text(c, "load_balancer.policy", pol);
     if (s == NULL)
         return -EINVAL;
     int p = route_lb_policy_parse(s);
@@ -424,42 +420,42 @@ static int parse_lb(const struct ytree_node *v, struct route_lb *lb, const struc
         ERR("load_balancer", v->line,
             "load_balancer: policy %s needs one of cookie, header, source_ip", s);
     if (header != NULL) {
-        const char *h = get_text(c, "load_balancer.header", header);
+        const char *h = policy_text(c, "load_balancer.header", header);
         if (h == NULL)
             return -EINVAL;
-        if (!is_token(h))
+        if (!policy_is_token(h))
             ERR("load_balancer.header", header->line,
                 "load_balancer.header: \"%s\" is not a header name", h);
         lb->hash_on = ROUTE_LB_HASH_HEADER;
-        lb->key = lower_dup(h);
+        lb->key = policy_lower_dup(h);
     } else if (src != NULL) {
         bool on = false;
-        if (get_bool(c, "load_balancer.source_ip", src, &on) != 0)
+        if (policy_bool(c, "load_balancer.source_ip", src, &on) != 0)
             return -EINVAL;
         if (!on)
             ERR("load_balancer.source_ip", src->line,
                 "load_balancer.source_ip: false is the same as leaving it out; remove it");
         lb->hash_on = ROUTE_LB_HASH_SOURCE_IP;
     } else if (cookie != NULL) {
-        if (check_map(c, "load_balancer.cookie", cookie, ckeys, ARRAY_SIZE(ckeys),
-                      "a map (name, path, ttl)") != 0)
+        if (policy_check_map(c, "load_balancer.cookie", cookie, ckeys, ARRAY_SIZE(ckeys),
+                             "a map (name, path, ttl)") != 0)
             return -EINVAL;
         const struct ytree_node *name = ytree_map_get(cookie, "name");
         const struct ytree_node *path = ytree_map_get(cookie, "path");
         const struct ytree_node *ttl = ytree_map_get(cookie, "ttl");
-        const char *n = name ? get_text(c, "load_balancer.cookie.name", name) : NULL;
+        const char *n = name ? policy_text(c, "load_balancer.cookie.name", name) : NULL;
         if (name == NULL)
             ERR("load_balancer.cookie.name", cookie->line,
                 "load_balancer.cookie: missing required field \"name\"");
         if (n == NULL)
             return -EINVAL;
-        if (!is_token(n))
+        if (!policy_is_token(n))
             ERR("load_balancer.cookie.name", name->line,
                 "load_balancer.cookie.name: \"%s\" is not a cookie name", n);
         lb->hash_on = ROUTE_LB_HASH_COOKIE;
         lb->key = xstrdup(n);
         if (path != NULL) {
-            const char *ps = get_text(c, "load_balancer.cookie.path", path);
+            const char *ps = policy_text(c, "load_balancer.cookie.path", path);
             if (ps == NULL)
                 return -EINVAL;
             if (ps[0] != '/' || !is_header_value(ps) || strchr(ps, ';') != NULL)
@@ -508,11 +504,11 @@ static int cors_list(const char *field, const struct ytree_node *v, bool (*ok)(c
     size_t n = v->type == YTREE_SEQ ? v->nkids : 1;
     if (v->type == YTREE_MAP || (v->type == YTREE_SEQ && n == 0)) {
         buf_free(&b);
-        return type_error(c, field, v, "a comma-separated string or a list of strings");
+        return policy_type_error(c, field, v, "a comma-separated string or a list of strings");
     }
     for (size_t i = 0; i < n && rc == 0; i++) {
         const struct ytree_node *e = v->type == YTREE_SEQ ? v->kids[i] : v;
-        const char *s = get_text(c, field, e);
+        const char *s = policy_text(c, field, e);
         if (s == NULL) {
             rc = -EINVAL;
             break;
@@ -528,17 +524,17 @@ static int cors_list(const char *field, const struct ytree_node *v, bool (*ok)(c
             if (len == 0)
                 continue;
             if (!ok(tok)) {
-                report(c, false, field, e->line, "%s: \"%s\" is not valid here", field, tok);
+                policy_report(c, false, field, e->line, "%s: \"%s\" is not valid here", field, tok);
                 rc = -EINVAL;
             } else if (buf_printf(&b, "%s%s", b.len ? ", " : "", tok) != 0) {
-                report(c, false, field, e->line, "%s: too long", field);
+                policy_report(c, false, field, e->line, "%s: too long", field);
                 rc = -EINVAL;
             }
         }
         free(copy);
     }
     if (rc == 0 && b.len == 0) {
-        report(c, false, field, v->line, "%s: empty", field);
+        policy_report(c, false, field, v->line, "%s: empty", field);
         rc = -EINVAL;
     }
     if (rc == 0)
@@ -549,7 +545,7 @@ static int cors_list(const char *field, const struct ytree_node *v, bool (*ok)(c
 
 static bool ok_token(const char *s)
 {
-    return is_token(s);
+    return policy_is_token(s);
 }
 
 /* "*", or scheme://host[:port] with no path: what a browser sends in Origin. */
@@ -572,8 +568,9 @@ static int parse_cors(const struct ytree_node *v, struct route_cors *cors,
     static const char *const keys[] = { "origins",         "methods",     "headers",
                                         "exposed_headers", "credentials", "max_age" };
     memset(cors, 0, sizeof(*cors));
-    if (check_map(c, "cors", v, keys, ARRAY_SIZE(keys),
-                  "a map (origins, methods, headers, exposed_headers, credentials, max_age)") != 0)
+    if (policy_check_map(
+            c, "cors", v, keys, ARRAY_SIZE(keys),
+            "a map (origins, methods, headers, exposed_headers, credentials, max_age)") != 0)
         return -EINVAL;
     cors->enabled = true;
     int rc = 0;
@@ -589,8 +586,8 @@ static int parse_cors(const struct ytree_node *v, struct route_cors *cors,
             for (char *tok = strtok_r(joined, ", ", &save); tok != NULL;
                  tok = strtok_r(NULL, ", ", &save)) {
                 if (cors->norigins == MAX_ORIGINS) {
-                    report(c, false, "cors.origins", n->line, "cors.origins: more than %d",
-                           MAX_ORIGINS);
+                    policy_report(c, false, "cors.origins", n->line, "cors.origins: more than %d",
+                                  MAX_ORIGINS);
                     rc = -EINVAL;
                     break;
                 }
@@ -609,7 +606,7 @@ static int parse_cors(const struct ytree_node *v, struct route_cors *cors,
         cors_list("cors.exposed_headers", n, ok_token, &cors->exposed_headers, c) != 0)
         rc = -EINVAL;
     if ((n = ytree_map_get(v, "credentials")) != NULL &&
-        get_bool(c, "cors.credentials", n, &cors->credentials) != 0)
+        policy_bool(c, "cors.credentials", n, &cors->credentials) != 0)
         rc = -EINVAL;
     if ((n = ytree_map_get(v, "max_age")) != NULL) {
         /* Ambassador passes a string to Envoy; users write either. */
@@ -618,13 +615,13 @@ static int parse_cors(const struct ytree_node *v, struct route_cors *cors,
             char *end = NULL;
             unsigned long x = strtoul(n->value, &end, 10);
             if (n->value[0] < '0' || n->value[0] > '9' || *end != '\0' || x > UINT32_MAX) {
-                report(c, false, "cors.max_age", n->line,
-                       "cors.max_age: expected a number of seconds, got \"%s\"", n->value);
+                policy_report(c, false, "cors.max_age", n->line,
+                              "cors.max_age: expected a number of seconds, got \"%s\"", n->value);
                 rc = -EINVAL;
             } else {
                 cors->max_age = xstrdup(n->value);
             }
-        } else if (get_uint(c, "cors.max_age", n, 0, UINT32_MAX, " seconds", &secs) == 0) {
+        } else if (policy_uint(c, "cors.max_age", n, 0, UINT32_MAX, " seconds", &secs) == 0) {
             char tmp[16];
             snprintf(tmp, sizeof(tmp), "%u", secs);
             cors->max_age = xstrdup(tmp);
@@ -633,8 +630,8 @@ static int parse_cors(const struct ytree_node *v, struct route_cors *cors,
         }
     }
     if (rc == 0 && cors->norigins == 0)
-        report(c, true, "cors.origins", v->line,
-               "cors: no origins listed, so no cross-origin request is allowed");
+        policy_report(c, true, "cors.origins", v->line,
+                      "cors: no origins listed, so no cross-origin request is allowed");
     return rc;
 }
 
@@ -650,239 +647,11 @@ static int p_cors(const struct ytree_node *v, struct route_policy *rp, struct ma
     return 0;
 }
 
-/* ---- rate limits ---- */
-
-static struct route_rl_descriptor *new_descriptor(struct route_rate_limits *rl, const char *domain,
-                                                  const char *name)
-{
-    if (rl->v == NULL)
-        rl->v = xcalloc(MAX_DESCRIPTORS, sizeof(*rl->v));
-    struct route_rl_descriptor *d = &rl->v[rl->n++];
-    d->domain = xstrdup(domain);
-    d->name = xstrdup(name);
-    d->entries = xcalloc(MAX_ENTRIES, sizeof(*d->entries));
-    return d;
-}
-
-static void add_entry(struct route_rl_descriptor *d, int kind, const char *key, const char *value,
-                      bool omit)
-{
-    struct route_rl_entry *e = &d->entries[d->nentries++];
-    e->kind = kind;
-    e->key = xstrdup(key);
-    e->value = xstrdup(value);
-    e->omit_if_absent = omit;
-}
-
-/* rate_limits (v0): [{descriptor: text, headers: [names]}], each one descriptor in domain
- * "ambassador": a generic_key entry for the descriptor, one request-header entry per header. */
-static int p_rate_limits(const struct ytree_node *v, struct route_policy *rp,
-                         struct mapping_policy *mp, const struct policy_ctx *c)
-{
-    (void)mp;
-    static const char *const keys[] = { "descriptor", "headers" };
-    if (v->type != YTREE_SEQ || v->nkids == 0 || v->nkids > MAX_DESCRIPTORS)
-        return type_error(c, "rate_limits", v, "a list of {descriptor, headers} (at most 32)");
-    if (rp->rate_limits.n > 0)
-        ERR("rate_limits", v->line, "rate_limits: give rate_limits or labels, not both");
-    for (size_t i = 0; i < v->nkids; i++) {
-        const struct ytree_node *e = v->kids[i];
-        if (check_map(c, "rate_limits", e, keys, ARRAY_SIZE(keys), "a map (descriptor, headers)") !=
-            0)
-            return -EINVAL;
-        const struct ytree_node *desc = ytree_map_get(e, "descriptor");
-        const struct ytree_node *hdrs = ytree_map_get(e, "headers");
-        if (desc == NULL && hdrs == NULL)
-            ERR("rate_limits", e->line, "rate_limits: an entry needs descriptor or headers");
-        if (hdrs != NULL && (hdrs->type != YTREE_SEQ || hdrs->nkids + 1 > MAX_ENTRIES))
-            return type_error(c, "rate_limits.headers", hdrs, "a list of header names");
-        const char *ds = NULL;
-        if (desc != NULL && (ds = get_text(c, "rate_limits.descriptor", desc)) == NULL)
-            return -EINVAL;
-        struct route_rl_descriptor *d = new_descriptor(&rp->rate_limits, "ambassador", NULL);
-        if (ds != NULL)
-            add_entry(d, ROUTE_RL_GENERIC_KEY, "generic_key", ds, false);
-        for (size_t k = 0; hdrs != NULL && k < hdrs->nkids; k++) {
-            const char *h = get_text(c, "rate_limits.headers", hdrs->kids[k]);
-            if (h == NULL)
-                return -EINVAL;
-            if (!is_token(h))
-                ERR("rate_limits.headers", hdrs->kids[k]->line,
-                    "rate_limits.headers: \"%s\" is not a header name", h);
-            char *lh = lower_dup(h);
-            add_entry(d, ROUTE_RL_REQUEST_HEADER, h, lh, false);
-            free(lh);
-        }
-    }
-    return 0;
-}
-
-/* One label of a labels group: a string (remote_address, source_cluster,
- * destination_cluster, or a header name) or a one-key map. */
-static int label_entry(const struct ytree_node *e, struct route_rl_descriptor *d,
-                       const struct policy_ctx *c)
-{
-    static const char *const gk_keys[] = { "value", "key" };
-    static const char *const rh_keys[] = { "header_name", "key", "omit_if_not_present" };
-    static const char *const k_keys[] = { "key" };
-    if (d->nentries == MAX_ENTRIES)
-        ERR("labels", e->line, "labels: more than %d labels in one group", MAX_ENTRIES);
-    if (e->type == YTREE_SCALAR) {
-        const char *s = get_text(c, "labels", e);
-        if (s == NULL)
-            return -EINVAL;
-        if (strcmp(s, "remote_address") == 0)
-            add_entry(d, ROUTE_RL_REMOTE_ADDRESS, s, NULL, false);
-        else if (strcmp(s, "source_cluster") == 0)
-            add_entry(d, ROUTE_RL_SOURCE_CLUSTER, s, NULL, false);
-        else if (strcmp(s, "destination_cluster") == 0)
-            add_entry(d, ROUTE_RL_DESTINATION_CLUSTER, s, NULL, false);
-        else if (is_token(s)) {
-            char *lh = lower_dup(s);
-            add_entry(d, ROUTE_RL_REQUEST_HEADER, s, lh, false);
-            free(lh);
-        } else {
-            ERR("labels", e->line, "labels: \"%s\" is not a label", s);
-        }
-        return 0;
-    }
-    if (e->type != YTREE_MAP || e->nkids != 2 || !ytree_is_text(e->kids[0]))
-        return type_error(c, "labels", e, "a label name or a one-key map");
-    const char *kind = e->kids[0]->value;
-    const struct ytree_node *v = e->kids[1];
-    if (strcmp(kind, "generic_key") == 0) {
-        const char *val = NULL, *key = "generic_key";
-        if (v->type == YTREE_SCALAR) {
-            val = get_text(c, "labels.generic_key", v);
-        } else {
-            if (check_map(c, "labels.generic_key", v, gk_keys, ARRAY_SIZE(gk_keys),
-                          "a map (value, key)") != 0)
-                return -EINVAL;
-            const struct ytree_node *vv = ytree_map_get(v, "value");
-            const struct ytree_node *kv = ytree_map_get(v, "key");
-            if (vv == NULL)
-                ERR("labels.generic_key", v->line, "labels.generic_key: missing \"value\"");
-            val = get_text(c, "labels.generic_key.value", vv);
-            if (kv != NULL && (key = get_text(c, "labels.generic_key.key", kv)) == NULL)
-                return -EINVAL;
-        }
-        if (val == NULL)
-            return -EINVAL;
-        add_entry(d, ROUTE_RL_GENERIC_KEY, key, val, false);
-        return 0;
-    }
-    if (strcmp(kind, "request_headers") == 0) {
-        if (check_map(c, "labels.request_headers", v, rh_keys, ARRAY_SIZE(rh_keys),
-                      "a map (header_name, key, omit_if_not_present)") != 0)
-            return -EINVAL;
-        const struct ytree_node *hn = ytree_map_get(v, "header_name");
-        const struct ytree_node *kv = ytree_map_get(v, "key");
-        const struct ytree_node *om = ytree_map_get(v, "omit_if_not_present");
-        if (hn == NULL || kv == NULL)
-            ERR("labels.request_headers", v->line,
-                "labels.request_headers: header_name and key are required");
-        const char *h = get_text(c, "labels.request_headers.header_name", hn);
-        const char *k = get_text(c, "labels.request_headers.key", kv);
-        bool omit = false;
-        if (h == NULL || k == NULL ||
-            (om != NULL && get_bool(c, "labels.request_headers.omit_if_not_present", om, &omit)))
-            return -EINVAL;
-        if (!is_token(h))
-            ERR("labels.request_headers.header_name", hn->line,
-                "labels.request_headers.header_name: \"%s\" is not a header name", h);
-        char *lh = lower_dup(h);
-        add_entry(d, ROUTE_RL_REQUEST_HEADER, k, lh, omit);
-        free(lh);
-        return 0;
-    }
-    int k = strcmp(kind, "remote_address") == 0        ? ROUTE_RL_REMOTE_ADDRESS
-            : strcmp(kind, "source_cluster") == 0      ? ROUTE_RL_SOURCE_CLUSTER
-            : strcmp(kind, "destination_cluster") == 0 ? ROUTE_RL_DESTINATION_CLUSTER
-                                                       : -1;
-    if (k >= 0) {
-        const char *key = kind;
-        if (!(v->type == YTREE_SCALAR && ytree_is_null(v))) {
-            if (check_map(c, "labels", v, k_keys, ARRAY_SIZE(k_keys), "a map (key)") != 0)
-                return -EINVAL;
-            const struct ytree_node *kv = ytree_map_get(v, "key");
-            if (kv != NULL && (key = get_text(c, "labels.key", kv)) == NULL)
-                return -EINVAL;
-        }
-        add_entry(d, k, key, NULL, false);
-        return 0;
-    }
-    /* {name: value}: Ambassador's shorthand for a generic key named name. */
-    if (v->type == YTREE_SCALAR && ytree_is_text(v)) {
-        add_entry(d, ROUTE_RL_GENERIC_KEY, kind, v->value, false);
-        return 0;
-    }
-    ERR("labels", e->line, "labels: unknown label kind \"%s\"", kind);
-}
-
-/* labels (v1+): {domain: [{group: [label, ...]}, ...], ...}; each group one descriptor. */
-static int p_labels(const struct ytree_node *v, struct route_policy *rp, struct mapping_policy *mp,
-                    const struct policy_ctx *c)
-{
-    (void)mp;
-    if (v->type != YTREE_MAP || v->nkids == 0)
-        return type_error(c, "labels", v, "a map of domains to lists of label groups");
-    if (rp->rate_limits.n > 0)
-        ERR("labels", v->line, "labels: give rate_limits or labels, not both");
-    for (size_t i = 0; i + 1 < v->nkids; i += 2) {
-        const char *domain = get_text(c, "labels", v->kids[i]);
-        const struct ytree_node *groups = v->kids[i + 1];
-        if (domain == NULL)
-            return -EINVAL;
-        if (groups->type != YTREE_SEQ)
-            return type_error(c, "labels", groups, "a list of label groups");
-        for (size_t g = 0; g < groups->nkids; g++) {
-            const struct ytree_node *grp = groups->kids[g];
-            if (grp->type != YTREE_MAP || grp->nkids != 2 || !ytree_is_text(grp->kids[0]) ||
-                grp->kids[1]->type != YTREE_SEQ)
-                return type_error(c, "labels", grp, "a one-key map of a group name to labels");
-            if (rp->rate_limits.n == MAX_DESCRIPTORS)
-                ERR("labels", grp->line, "labels: more than %d groups", MAX_DESCRIPTORS);
-            struct route_rl_descriptor *d =
-                new_descriptor(&rp->rate_limits, domain, grp->kids[0]->value);
-            const struct ytree_node *list = grp->kids[1];
-            for (size_t k = 0; k < list->nkids; k++)
-                if (label_entry(list->kids[k], d, c) != 0)
-                    return -EINVAL;
-        }
-    }
-    return 0;
-}
-
-/* legate_rate_limit: Legate's own, spelled so that no Ambassador field can collide with it. */
-static int p_local_rl(const struct ytree_node *v, struct route_policy *rp,
-                      struct mapping_policy *mp, const struct policy_ctx *c)
-{
-    (void)mp;
-    static const char *const keys[] = { "requests_per_second", "burst" };
-    if (check_map(c, "legate_rate_limit", v, keys, ARRAY_SIZE(keys),
-                  "a map (requests_per_second, burst)") != 0)
-        return -EINVAL;
-    const struct ytree_node *rps = ytree_map_get(v, "requests_per_second");
-    const struct ytree_node *burst = ytree_map_get(v, "burst");
-    if (rps == NULL)
-        ERR("legate_rate_limit.requests_per_second", v->line,
-            "legate_rate_limit: missing required field \"requests_per_second\"");
-    struct route_local_rl l = { 0, 0 };
-    if (get_uint(c, "legate_rate_limit.requests_per_second", rps, 1, 1000000, "", &l.rps) != 0 ||
-        (burst != NULL &&
-         get_uint(c, "legate_rate_limit.burst", burst, 1, 1000000, "", &l.burst) != 0))
-        return -EINVAL;
-    if (l.burst == 0)
-        l.burst = l.rps;
-    rp->local_rl = l;
-    return 0;
-}
-
 /* ---- upgrades ---- */
 
 static void add_upgrade(struct route_upgrades *u, const char *proto)
 {
-    char *p = lower_dup(proto);
+    char *p = policy_lower_dup(proto);
     for (size_t i = 0; i < u->n; i++)
         if (strcmp(u->v[i], p) == 0) {
             free(p);
@@ -898,7 +667,7 @@ static int p_use_websocket(const struct ytree_node *v, struct route_policy *rp,
 {
     (void)mp;
     bool on = false;
-    if (get_bool(c, "use_websocket", v, &on) != 0)
+    if (policy_bool(c, "use_websocket", v, &on) != 0)
         return -EINVAL;
     if (on)
         add_upgrade(&rp->upgrades, "websocket");
@@ -910,16 +679,16 @@ static int p_allow_upgrade(const struct ytree_node *v, struct route_policy *rp,
 {
     (void)mp;
     if (v->type != YTREE_SEQ || v->nkids == 0 || v->nkids > MAX_UPGRADES)
-        return type_error(c, "allow_upgrade", v, "a list of protocol names (at most 8)");
+        return policy_type_error(c, "allow_upgrade", v, "a list of protocol names (at most 8)");
     for (size_t i = 0; i < v->nkids; i++) {
-        const char *s = get_text(c, "allow_upgrade", v->kids[i]);
+        const char *s = policy_text(c, "allow_upgrade", v->kids[i]);
         if (s == NULL)
             return -EINVAL;
         /* A protocol name is a token, optionally /version (RFC 9110 7.8). */
         char *copy = xstrdup(s), *slash = strchr(copy, '/');
         if (slash != NULL)
             *slash = '\0';
-        bool ok = is_token(copy) && (slash == NULL || is_token(slash + 1));
+        bool ok = policy_is_token(copy) && (slash == NULL || policy_is_token(slash + 1));
         free(copy);
         if (!ok)
             ERR("allow_upgrade", v->kids[i]->line, "allow_upgrade: \"%s\" is not a protocol name",
@@ -948,9 +717,9 @@ static const struct {
     { "circuit_breakers", p_cb },
     { "load_balancer", p_lb },
     { "cors", p_cors },
-    { "rate_limits", p_rate_limits },
-    { "labels", p_labels },
-    { "legate_rate_limit", p_local_rl },
+    { "rate_limits", policy_rate_limits },
+    { "labels", policy_labels },
+    { "legate_rate_limit", policy_local_rl },
     { "use_websocket", p_use_websocket },
     { "allow_upgrade", p_allow_upgrade },
 };
