@@ -12,6 +12,7 @@
 #include "log.h"
 #include "opts.h"
 #include "route.h"
+#include "utf8.h"
 #include "rx.h"
 #include "strmap.h"
 #include "xalloc.h"
@@ -43,6 +44,11 @@ static void push_diag(struct route_error **v, size_t *n, const struct doc_ctx *d
     e->field = xstrdup(field);
     e->line = line;
     e->message = xstrdup(msg);
+    /* Messages quote the annotation and are cut to fixed sizes, possibly inside a character;
+     * they travel as JSON to the proxy (which reads strictly) and into Events. */
+    utf8_scrub(e->message);
+    if (e->field != NULL)
+        utf8_scrub(e->field);
 }
 
 static void add_error(struct doc_ctx *d, const char *field, int line, const char *fmt, ...)
@@ -1405,6 +1411,27 @@ static bool is_doc_marker(const char *p, const char *end)
  * document) and after the broken document's own start (or the parse would fail again in the
  * same place). Lines are 0-based within text. Returns the byte offset and sets *line, or
  * returns len when no document follows. */
+/* Returns the start of the line after the one at p, counting line breaks as libyaml does
+ * (its marks give the error's line): CRLF, a lone CR, LF, and U+0085, U+2028, U+2029. Counting
+ * LF only put the restart point too far down, and a document after the broken one was lost. */
+static const char *after_line_break(const char *p, const char *end)
+{
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '\n')
+            return p + 1;
+        if (c == '\r')
+            return p + 1 < end && p[1] == '\n' ? p + 2 : p + 1;
+        if (c == 0xc2 && p + 1 < end && (unsigned char)p[1] == 0x85)
+            return p + 2;
+        if (c == 0xe2 && p + 2 < end && (unsigned char)p[1] == 0x80 &&
+            ((unsigned char)p[2] == 0xa8 || (unsigned char)p[2] == 0xa9))
+            return p + 3;
+        p++;
+    }
+    return end;
+}
+
 static size_t resume_point(const char *text, size_t len, int err_line, int doc_line, int *line)
 {
     const char *end = text + len;
@@ -1414,8 +1441,7 @@ static size_t resume_point(const char *text, size_t len, int err_line, int doc_l
             *line = l;
             return (size_t)(p - text);
         }
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        p = nl ? nl + 1 : end;
+        p = after_line_break(p, end);
     }
     return len;
 }

@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "log.h"
 #include "opts.h"
+#include "utf8.h"
 
 START_TEST(buf_append_past_cap_fails_and_keeps_content)
 {
@@ -128,6 +129,23 @@ START_TEST(parse_uint_is_strict)
 }
 END_TEST
 
+START_TEST(utf8_scrub_replaces_cut_and_invalid_sequences)
+{
+    char cut[] = "ok \xe6\x97"; /* a character cut by truncation */
+    char mid[] = "a\xe6\x97"
+                 "b \xc3\xa9";                             /* cut in the middle, then a good one */
+    char bad[] = "\xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80"; /* overlong, surrogate, too big */
+    utf8_scrub(cut);
+    utf8_scrub(mid);
+    utf8_scrub(bad);
+    ck_assert_str_eq(cut, "ok ??");
+    ck_assert_str_eq(mid, "a??"
+                          "b \xc3\xa9");
+    ck_assert_str_eq(bad, "?? ??? ????");
+    ck_assert_uint_eq(utf8_valid_prefix("ab\xe6\x97\xa5\xe6", 6), 5);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("common");
@@ -138,6 +156,7 @@ int main(void)
     tcase_add_test(tc, log_json_is_one_object_per_line);
     tcase_add_test(tc, parse_hostport_forms);
     tcase_add_test(tc, parse_uint_is_strict);
+    tcase_add_test(tc, utf8_scrub_replaces_cut_and_invalid_sequences);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

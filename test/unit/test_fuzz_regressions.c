@@ -1,0 +1,290 @@
+/* Replays stored fuzz inputs through the fuzz targets' own code (fuzz/fuzz_*.c, included here
+ * without their libFuzzer entry point), so that `make unit` runs them without clang:
+ *   - fuzz/regressions/<target>/: inputs that once crashed a target or broke one of its
+ *     invariants, minimised (docs/fuzzing.md lists them); each must now pass;
+ *   - fuzz/corpus/<target>/: the seeds, which must pass too (a seed that fails is a bug or a
+ *     stale seed).
+ * A failure aborts the forked test with the fuzz target's message on stderr. Under
+ * `make SANITIZE=address,undefined unit` the sanitizers check the same runs.
+ *
+ * Paths are relative to the repository root, where `make unit` runs the tests. */
+#define LEGATE_FUZZ_NO_MAIN
+#include "../../fuzz/oracle.c"
+#include "../../fuzz/fuzz_annotation.c"
+#include "../../fuzz/fuzz_exec_cred.c"
+#include "../../fuzz/fuzz_kubeconfig.c"
+#include "../../fuzz/fuzz_request_head.c"
+#include "../../fuzz/fuzz_snapshot.c"
+#include "../../fuzz/fuzz_watch_split.c"
+
+#include <check.h>
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "kube_internal.h"
+
+typedef int (*fuzz_entry_cb)(const uint8_t *data, size_t size);
+
+/* The file being replayed, named on stderr if it kills the (forked) test. */
+static char replaying[512];
+
+static void on_fatal_signal(int sig)
+{
+    static const char msg[] = "fuzz regression replay died on: ";
+    if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0 ||
+        write(STDERR_FILENO, replaying, strlen(replaying)) < 0 || write(STDERR_FILENO, "\n", 1) < 0)
+        _exit(1);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Runs every regular file of dir through entry, in name order so a failure names the same
+ * file each time. Returns how many ran; a missing folder runs none. */
+static size_t replay_dir(const char *dir, fuzz_entry_cb entry)
+{
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, NULL, alphasort);
+    size_t ran = 0;
+    for (int i = 0; i < n; i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]->d_name);
+        char *data = NULL;
+        size_t len = 0;
+        if (names[i]->d_name[0] != '.' && kube_read_file(path, (size_t)1 << 20, &data, &len) == 0) {
+            snprintf(replaying, sizeof(replaying), "%s", path);
+            ck_assert_int_eq(entry((const uint8_t *)data, len), 0);
+            ran++;
+        }
+        free(data);
+        free(names[i]);
+    }
+    free(names);
+    return ran;
+}
+
+static void replay(const char *target, fuzz_entry_cb entry)
+{
+    char dir[256];
+    signal(SIGABRT, on_fatal_signal);
+    signal(SIGSEGV, on_fatal_signal);
+    snprintf(dir, sizeof(dir), "fuzz/corpus/%s", target);
+    /* Every target has seeds: none found means the test runs from the wrong folder. */
+    ck_assert_uint_gt(replay_dir(dir, entry), 0);
+    snprintf(dir, sizeof(dir), "fuzz/regressions/%s", target);
+    replay_dir(dir, entry);
+}
+
+START_TEST(replay_annotation)
+{
+    replay("annotation", fuzz_annotation);
+}
+END_TEST
+
+START_TEST(replay_snapshot)
+{
+    replay("snapshot", fuzz_snapshot);
+}
+END_TEST
+
+START_TEST(replay_watch_split)
+{
+    replay("watch_split", fuzz_watch_split);
+}
+END_TEST
+
+START_TEST(replay_kubeconfig)
+{
+    replay("kubeconfig", fuzz_kubeconfig);
+}
+END_TEST
+
+START_TEST(replay_exec_cred)
+{
+    replay("exec_cred", fuzz_exec_cred);
+}
+END_TEST
+
+START_TEST(replay_request_head)
+{
+    replay("request_head", fuzz_request_head);
+}
+END_TEST
+
+/* Found by fuzz_annotation ("one bad document never hides another"): libyaml counts a lone CR
+ * and U+0085/U+2028/U+2029 as line breaks, annotation.c's resume_point counts '\n' only, so
+ * after a syntax error the restart point is looked for too far down and the next document is
+ * skipped (and the error's line is off). Inputs: fuzz/regressions/annotation/. */
+static void check_next_document_survives(const char *broken)
+{
+    static const char next[] = "\n---\napiVersion: ambassador/v1\nkind: Mapping\nname: next\n"
+                               "prefix: /next/\nservice: next\n";
+    char text[512];
+    snprintf(text, sizeof(text), "%s%s", broken, next);
+    struct annotation_opts o = { .ns = "default", .svc = "svc" };
+    struct annotation_result r;
+    annotation_parse(text, strlen(text), &o, &r);
+    ck_assert_uint_eq(r.nerrors, 1);
+    ck_assert_uint_eq(r.nmappings, 1);
+    ck_assert_str_eq(r.mappings[0].route.mapping, "next");
+    annotation_result_free(&r);
+}
+
+START_TEST(annotation_lone_cr_does_not_hide_next_document)
+{
+    check_next_document_survives("apiVersion: ambassador/v1\nkind: Mapping\nname: broken\n"
+                                 "prefix: /b/\nservice: b\rx");
+}
+END_TEST
+
+START_TEST(annotation_line_separator_does_not_hide_next_document)
+{
+    check_next_document_survives("apiVersion: ambassador/v1\nkind: Mapping\nname: broken\n"
+                                 "prefix: [/b/\xe2\x80\xa8");
+}
+END_TEST
+
+/* Found by fuzz_annotation: `host_regex: true` (or method_regex) without host (method) was
+ * accepted and compiled into a route the proxy's router refuses, so the proxy would nack the
+ * whole table and one Mapping would block every other. */
+START_TEST(annotation_regex_flag_alone_keeps_the_table_routable)
+{
+    static const char good[] = "apiVersion: ambassador/v1\nkind: Mapping\nname: good\n"
+                               "prefix: /good/\nservice: good\n";
+    static const char *const lone[] = { "host_regex: true\n", "method_regex: true\n" };
+    for (size_t i = 0; i < 2; i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "%s---\napiVersion: ambassador/v1\nkind: Mapping\nname: flag\nprefix: /f/\n"
+                 "service: f\n%s",
+                 good, lone[i]);
+        struct cache c;
+        cache_init(&c, NULL, NULL);
+        struct cache_object o = {
+            .ns = "default", .name = "svc", .uid = "u", .annotation = text, .origin = "test"
+        };
+        cache_upsert(&c, &o);
+        struct compile_opts co = { .version = 1 };
+        struct compile_result *r = compile_run(&c, &co);
+        ck_assert_uint_eq(r->table->nroutes, 2);
+        char err[256] = "";
+        struct px_router *router = px_router_build(r->table, err, sizeof(err));
+        ck_assert_msg(router != NULL, "router refused the table: %s", err);
+        px_router_free(router);
+        compile_result_free(r);
+        cache_free(&c);
+    }
+}
+END_TEST
+
+/* Found by fuzz_annotation: an error message cut in the middle of a UTF-8 sequence (a long
+ * value cut by ytree_describe, a long key by add_error's 512-byte buffer) is invalid UTF-8,
+ * which the proxy's JSON reader refuses, with the whole snapshot. */
+START_TEST(annotation_cut_error_messages_stay_utf8)
+{
+    static const char *const inputs[] = {
+        "fuzz/regressions/annotation/long_utf8_document_cut_mid_character",
+        "fuzz/regressions/annotation/long_utf8_key_cut_mid_character",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        char *text = NULL;
+        size_t len = 0;
+        ck_assert_int_eq(kube_read_file(inputs[i], 1 << 20, &text, &len), 0);
+        struct cache c;
+        cache_init(&c, NULL, NULL);
+        struct cache_object o = {
+            .ns = "default", .name = "svc", .uid = "u", .annotation = text, .origin = "test"
+        };
+        cache_upsert(&c, &o);
+        struct compile_opts co = { .version = 1 };
+        struct compile_result *r = compile_run(&c, &co);
+        ck_assert_uint_ge(r->table->nerrors, 1);
+        ck_assert_msg(fuzz_errors_are_utf8(r->table), "%s: an error is not UTF-8", inputs[i]);
+        char err[256] = "";
+        struct route_table *again = fuzz_wire_roundtrip(r->table, err, sizeof(err));
+        ck_assert_msg(again != NULL, "%s: the proxy refuses the table: %s", inputs[i], err);
+        route_table_free(again);
+        compile_result_free(r);
+        cache_free(&c);
+        free(text);
+    }
+}
+END_TEST
+
+START_TEST(oracle_utf8_check_is_strict)
+{
+    ck_assert(fuzz_is_utf8("ascii \xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80"));
+    ck_assert(!fuzz_is_utf8("\xe6\x97"));         /* cut */
+    ck_assert(!fuzz_is_utf8("\xc0\xaf"));         /* overlong */
+    ck_assert(!fuzz_is_utf8("\xed\xa0\x80"));     /* surrogate */
+    ck_assert(!fuzz_is_utf8("\xf4\x90\x80\x80")); /* past U+10FFFF */
+    ck_assert(!fuzz_is_utf8("\xff"));
+}
+END_TEST
+
+/* The oracles themselves: a checker that accepts everything would make every replay pass. */
+START_TEST(oracle_ref_match_is_first_match)
+{
+    static const char js[] =
+        "{\"version\":1,\"errors\":[],\"clusters\":[{\"name\":\"u:80\",\"scheme\":\"http\","
+        "\"host\":\"u\",\"port\":80}],\"routes\":["
+        "{\"namespace\":\"n\",\"service\":\"s\",\"mapping\":\"h\",\"prefix\":\"/a/\","
+        "\"host\":\"Ex.com\",\"cluster\":\"u:80\"},"
+        "{\"namespace\":\"n\",\"service\":\"s\",\"mapping\":\"a\",\"prefix\":\"/a/\","
+        "\"cluster\":\"u:80\"},"
+        "{\"namespace\":\"n\",\"service\":\"s\",\"mapping\":\"q\",\"prefix\":\"/\","
+        "\"query_parameters\":[{\"name\":\"x y\",\"value\":\"1\"}],\"cluster\":\"u:80\"}]}";
+    json_object *o = json_tokener_parse(js);
+    struct route_table *t = NULL;
+    char err[256] = "";
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(route_table_from_json(o, &t, err, sizeof(err)), 0);
+    struct fuzz_ref *ref = fuzz_ref_new(t);
+    ck_assert_ptr_nonnull(ref);
+    struct px_request_view v = { .method = "GET", .method_len = 3, .path = "/a/b", .path_len = 4 };
+    ck_assert_int_eq(fuzz_ref_match(ref, &v), 1);
+    v.host = "ex.COM:8080";
+    v.host_len = strlen(v.host);
+    ck_assert_int_eq(fuzz_ref_match(ref, &v), 0);
+    v.path = "/b";
+    v.path_len = 2;
+    ck_assert_int_eq(fuzz_ref_match(ref, &v), -1);
+    v.query = "a&x+y=%31";
+    v.query_len = strlen(v.query);
+    ck_assert_int_eq(fuzz_ref_match(ref, &v), 2);
+    fuzz_ref_free(ref);
+    route_table_free(t);
+    json_object_put(o);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("fuzz_regressions");
+    TCase *tc = tcase_create("replay");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, replay_annotation);
+    tcase_add_test(tc, replay_snapshot);
+    tcase_add_test(tc, replay_watch_split);
+    tcase_add_test(tc, replay_kubeconfig);
+    tcase_add_test(tc, replay_exec_cred);
+    tcase_add_test(tc, replay_request_head);
+    tcase_add_test(tc, annotation_lone_cr_does_not_hide_next_document);
+    tcase_add_test(tc, annotation_line_separator_does_not_hide_next_document);
+    tcase_add_test(tc, annotation_regex_flag_alone_keeps_the_table_routable);
+    tcase_add_test(tc, annotation_cut_error_messages_stay_utf8);
+    tcase_add_test(tc, oracle_utf8_check_is_strict);
+    tcase_add_test(tc, oracle_ref_match_is_first_match);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    setenv("LEGATE_FUZZ_LOG", "off", 1); /* the targets log at debug level otherwise */
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
