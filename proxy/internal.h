@@ -60,6 +60,8 @@ struct px_shadow;
 #define PX_ACCEPT_BATCH 64
 /* When accept fails for want of file descriptors, the worker stops accepting this long. */
 #define PX_ACCEPT_RETRY_MS 100
+/* At most one warning this often about the connection cap, per worker. */
+#define PX_LIMIT_LOG_MS 10000
 /* After the proxy decides to close a client connection it stops sending (FIN) and reads and
  * drops what the client still sends for at most this long, so an answer such as a 400 is not
  * destroyed by a reset caused by unread bytes. */
@@ -283,8 +285,9 @@ struct px_worker {
     uv_poll_t listener;
     int listen_fd;
     uv_timer_t accept_retry;
-    bool accept_paused; /* at the connection cap, or out of file descriptors */
-    unsigned nconns;    /* client connections not yet freed */
+    bool accept_paused;     /* at the connection cap, or out of file descriptors */
+    unsigned nconns;        /* client connections not yet freed */
+    uint64_t cap_logged_ms; /* last warning about max_connections (loop time) */
     struct px_limits limits;
     uv_async_t wake;
     uv_timer_t sweep;

@@ -235,9 +235,10 @@ int main(int argc, char **argv)
              "header_timeout_ms=%u body_timeout_ms=%u idle_timeout_ms=%u max_connections=%u",
              (unsigned)cfg.limits.header_timeout_ms, (unsigned)cfg.limits.body_timeout_ms,
              (unsigned)cfg.limits.idle_timeout_ms, (unsigned)cfg.limits.max_connections);
+    /* Info, not a warning: the chart binds 0.0.0.0 on purpose, for kubelet's probes. */
     if (!admin_is_loopback(cfg.admin))
-        log_warn("admin listener is not on a loopback address", "admin=%s hint=%s", cfg.admin,
-                 "/routes shows the whole route table");
+        log_info("admin listener is not on a loopback address", "admin=%s note=%s", cfg.admin,
+                 "the admin API is unauthenticated; /routes shows the whole route table");
 
     uv_run(&m.loop, UV_RUN_DEFAULT);
 

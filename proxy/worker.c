@@ -141,7 +141,7 @@ static void accept_resume(struct px_worker *w)
         return;
     if (uv_poll_start(&w->listener, UV_READABLE, on_listener_readable) == 0) {
         w->accept_paused = false;
-        log_info("accepting again", "worker=%d connections=%u", w->id, w->nconns);
+        log_debug("accepting again", "worker=%d connections=%u", w->id, w->nconns);
     }
 }
 
@@ -167,8 +167,16 @@ static void on_listener_readable(uv_poll_t *h, int status, int events)
     }
     for (int i = 0; i < PX_ACCEPT_BATCH && !w->stopping; i++) {
         if (w->nconns >= w->limits.max_connections) {
-            log_warn("connection limit reached, not accepting", "worker=%d max_connections=%u",
-                     w->id, (unsigned)w->limits.max_connections);
+            /* At the cap, a worker pauses and resumes with every connection that ends: one
+             * warning per PX_LIMIT_LOG_MS, the rest at debug. */
+            uint64_t now = uv_now(&w->loop);
+            int level = LOG_LEVEL_DEBUG;
+            if (w->cap_logged_ms == 0 || now - w->cap_logged_ms >= PX_LIMIT_LOG_MS) {
+                w->cap_logged_ms = now;
+                level = LOG_LEVEL_WARN;
+            }
+            LOG_AT(level, "connection limit reached, not accepting", "worker=%d max_connections=%u",
+                   w->id, (unsigned)w->limits.max_connections);
             accept_pause(w);
             return;
         }

@@ -431,7 +431,7 @@ def test_admin_listener_is_loopback_only_by_default(stack):
     assert "admin listener is not on a loopback address" not in p.log_text()
 
 
-def test_admin_listener_elsewhere_is_warned_about(stack):
+def test_admin_listener_elsewhere_is_logged(stack):
     stack.start_proxy(extra=["--admin", "0.0.0.0:%d" % stack.admin_port])
     assert "admin listener is not on a loopback address" in stack.proxy.log_text()
 
