@@ -143,6 +143,7 @@ test: deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory e2e
 	@$(MAKE) --no-print-directory helm-check
+	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory format-check
 
 demo: deps

@@ -1161,6 +1161,11 @@ static void validate_match(struct doc_ctx *d, struct mapping *m, const struct yt
     /* Host names are case-insensitive, so host regexes are too. */
     if (r->host != NULL && r->host_regex)
         check_regex(d, "host", line_of(root, "host"), r->host, RX_ICASE, NULL);
+    else if (r->host != NULL && strlen(r->host) > 255)
+        /* No Host header can match it (RFC 1035), and the proxy refuses such a route, which
+         * would nack the whole table (found by fuzz_annotation). */
+        add_error(d, "host", line_of(root, "host"),
+                  "host: %zu bytes long; a host name has at most 255", strlen(r->host));
     /* A regex flag without its field changes nothing; the proxy refuses a route that has one,
      * which would nack the whole table (found by fuzz_annotation). */
     r->host_regex = r->host_regex && r->host != NULL;
