@@ -31,10 +31,11 @@ struct px_shadow;
 
 /* A read buffer holds a whole request or response head, so its size is the head cap. */
 #define PX_RBUF_SIZE PX_H1_HEAD_MAX
-/* Read buffers (64 KiB each) kept per worker for reuse; more are freed. Enough for the
- * connections busy at once on one worker in the benchmarks, small enough that a burst does
- * not leave megabytes parked. */
-#define PX_RBUF_FREE_MAX 32
+/* Read buffers (64 KiB each, mapped; see worker.c) kept per worker for reuse; more are
+ * unmapped. Connections give theirs back between requests, so this must cover the connections
+ * busy at once: at 32 kept, 256 keep-alive clients turned every request into an mmap/munmap
+ * pair and cost 3x the CPU per request. An idle buffer has only its touched pages resident. */
+#define PX_RBUF_FREE_MAX 512
 /* Arena first chunks (4 KiB) kept per worker for reuse. */
 #define PX_ARENA_FREE_MAX 256
 /* Client timeouts and the connection cap: the defaults of struct px_limits, each with a flag
