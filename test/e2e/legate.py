@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import random
 import socket
 import subprocess
 import tempfile
@@ -53,11 +54,36 @@ SANITIZER_MARKS = (
 )
 
 
+_handed_out = set()
+
+
 def free_port():
-    """A TCP port nothing listens on right now (bound once and released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nothing listens on right now, for a process the test starts next.
+
+    Not a port-0 bind: such a port comes from the kernel's ephemeral range, which outgoing
+    connections (curl, the proxy's upstream legs) also draw from, so one of them could take it
+    between the check and the server's bind ("address already in use"). Ports below the
+    ephemeral range are only ever taken by an explicit bind, and each is handed out once per
+    test session."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    low = max(low, 12000)
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(10000, low)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free TCP port below the ephemeral range")
 
 
 class ProcessDied(AssertionError):
