@@ -51,9 +51,6 @@
 #include "upstream.h"
 #include "xalloc.h"
 
-/* Room worth reading into before the buffer is compacted. */
-#define READ_MIN_ROOM (16 * 1024)
-
 static void pump_request(struct px_conn *c);
 static void pump_response(struct px_conn *c);
 static void update_reading(struct px_conn *c);
@@ -1032,13 +1029,7 @@ static void make_room(struct px_conn *c)
             return; /* head and body stay for a retry (http_policy.c) */
         keep = rb->off;
     }
-    if (keep == 0 || (PX_RBUF_SIZE - rb->len >= READ_MIN_ROOM && keep < rb->len))
-        return;
-    memmove(rb->data, rb->data + keep, rb->len - keep);
-    rb->len -= keep;
-    rb->off -= keep;
-    if (in_head)
-        px_h1_shift(&c->req, keep);
+    px_rbuf_compact(rb, keep, in_head ? &c->req : NULL);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)

@@ -36,6 +36,8 @@ struct px_shadow;
  * busy at once: at 32 kept, 256 keep-alive clients turned every request into an mmap/munmap
  * pair and cost 3x the CPU per request. An idle buffer has only its touched pages resident. */
 #define PX_RBUF_FREE_MAX 512
+/* Free room below which a read buffer is compacted before the next read. */
+#define PX_RBUF_MIN_ROOM (16 * 1024)
 /* Arena first chunks (4 KiB) kept per worker for reuse. */
 #define PX_ARENA_FREE_MAX 256
 /* Client timeouts and the connection cap: the defaults of struct px_limits, each with a flag
@@ -311,6 +313,11 @@ struct px_worker {
 struct px_rbuf *px_rbuf_get(struct px_worker *w);
 /* Gives b back to w's free list. Safe on NULL. */
 void px_rbuf_put(struct px_worker *w, struct px_rbuf *b);
+/* Makes room at the end of b for the next read by dropping its first keep bytes (already
+ * parsed), when that is worth a memmove: less than PX_RBUF_MIN_ROOM is free, or everything
+ * was parsed. head, when not NULL, is the parser of a message head still being received in b
+ * (its fields are offsets from its start) and is shifted with the bytes. */
+void px_rbuf_compact(struct px_rbuf *b, uint32_t keep, struct px_h1_parser *head);
 /* A client connection of w was freed (http.c): accepting resumes below the cap. */
 void px_worker_conn_freed(struct px_worker *w);
 

@@ -44,9 +44,6 @@ struct px_pool {
     unsigned active_by_addr[PX_DNS_MAX_ADDRS];
 };
 
-/* Room worth reading into before the buffer is compacted. */
-#define READ_MIN_ROOM (16 * 1024)
-
 static uint32_t pool_hash(const char *host, uint16_t port, bool tls, const char *sni)
 {
     uint32_t h = 2166136261u;
@@ -456,13 +453,7 @@ static void make_room(struct px_upstream *u)
     struct px_rbuf *rb = u->rb;
     bool in_head = u->resp.begun && !u->resp.head_done;
     uint32_t keep = in_head ? u->resp.start : rb->off;
-    if (keep == 0 || (PX_RBUF_SIZE - rb->len >= READ_MIN_ROOM && keep < rb->len))
-        return;
-    memmove(rb->data, rb->data + keep, rb->len - keep);
-    rb->len -= keep;
-    rb->off -= keep;
-    if (in_head)
-        px_h1_shift(&u->resp, keep);
+    px_rbuf_compact(rb, keep, in_head ? &u->resp : NULL);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)

@@ -93,6 +93,17 @@ void px_rbuf_put(struct px_worker *w, struct px_rbuf *b)
     w->nfree_rbufs++;
 }
 
+void px_rbuf_compact(struct px_rbuf *b, uint32_t keep, struct px_h1_parser *head)
+{
+    if (keep == 0 || (PX_RBUF_SIZE - b->len >= PX_RBUF_MIN_ROOM && keep < b->len))
+        return;
+    memmove(b->data, b->data + keep, b->len - keep);
+    b->len -= keep;
+    b->off -= keep;
+    if (head != NULL)
+        px_h1_shift(head, keep);
+}
+
 int px_stream_write(uv_stream_t *s, uv_write_t *req, uv_buf_t *bufs, unsigned n, uv_write_cb cb)
 {
     int w = uv_try_write(s, bufs, n);
