@@ -717,7 +717,8 @@ static void on_request_head(struct px_conn *c)
     c->started_ms = uv_now(&w->loop);
     c->is_head = p->ll.method == HTTP_HEAD;
     c->client_http10 = p->ll.http_minor == 0;
-    c->keep_alive = llhttp_should_keep_alive(&p->ll) && !c->client_eof && !w->stopping;
+    c->client_close = !llhttp_should_keep_alive(&p->ll);
+    c->keep_alive = !c->client_close && !c->client_eof && !w->stopping;
 
     const char *t = px_h1_at(p, p->target);
     size_t tlen = p->target.len;
@@ -1144,6 +1145,13 @@ static void close_graceful(struct px_conn *c)
     detach_upstream(c, false);
     if (c->closing)
         return;
+    /* The client asked to close and everything it sent is read: it sends nothing more, so
+     * nothing can arrive unread and turn the close into a reset. Close at once, as nginx
+     * does, without the shutdown / wait-for-EOF round (four system calls fewer). */
+    if (c->client_close && c->req_done && (c->rb == NULL || c->rb->off == c->rb->len)) {
+        px_http_close(c);
+        return;
+    }
     c->lingering = 1;
     disarm(c);
     if (c->client_eof || uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
@@ -1163,7 +1171,7 @@ void px_http_drain(struct px_conn *c)
 
 /* ---- accepting --------------------------------------------------------------------------- */
 
-void px_http_accept(struct px_worker *w, int fd)
+void px_http_accept(struct px_worker *w, int fd, const struct sockaddr *peer)
 {
     struct px_conn *c = xcalloc(1, sizeof(*c));
     c->w = w;
@@ -1186,16 +1194,11 @@ void px_http_accept(struct px_worker *w, int fd)
         return;
     }
     px_list_push(&w->conns, &c->link);
-    uv_tcp_nodelay(&c->tcp, 1);
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
     snprintf(c->client_ip, sizeof(c->client_ip), "unknown");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET)
-            uv_ip4_name((struct sockaddr_in *)&ss, c->client_ip, sizeof(c->client_ip));
-        else if (ss.ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&ss, c->client_ip, sizeof(c->client_ip));
-    }
+    if (peer != NULL && peer->sa_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)peer, c->client_ip, sizeof(c->client_ip));
+    else if (peer != NULL && peer->sa_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)peer, c->client_ip, sizeof(c->client_ip));
     px_h1_init(&c->req, HTTP_REQUEST, true);
     px_arena_init_cached(&c->arena, &c->w->arena_cache);
     /* A new connection is there to send a request: its head is on the clock from now. */

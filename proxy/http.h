@@ -7,8 +7,9 @@
 
 #include "internal.h"
 
-/* Takes over the accepted socket fd (non-blocking) as a client connection of w. */
-void px_http_accept(struct px_worker *w, int fd);
+/* Takes over the accepted socket fd (non-blocking, TCP_NODELAY inherited from the listener)
+ * as a client connection of w; peer is the address accept4 returned (NULL: unknown). */
+void px_http_accept(struct px_worker *w, int fd, const struct sockaddr *peer);
 /* Shutdown: closes c if it is between requests, else lets its request finish first. */
 void px_http_drain(struct px_conn *c);
 /* Closes c now. */

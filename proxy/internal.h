@@ -72,7 +72,7 @@ struct px_shadow;
 /* Pooled idle upstream connections are closed after this. */
 #define PX_UPSTREAM_IDLE_MS 60000
 /* Idle upstream connections kept per cluster per worker. */
-#define PX_POOL_IDLE_MAX 128
+#define PX_POOL_IDLE_MAX 1024
 /* How often a worker looks for expired idle connections and DNS entries. */
 #define PX_SWEEP_MS 5000
 /* Resolved names are reused this long. */
@@ -261,10 +261,11 @@ struct px_conn {
     unsigned resp_done : 1;
     unsigned retried : 1;
     unsigned timed_out : 1;
-    unsigned upgrade_ok : 1;  /* the route tunnels this request's Upgrade (tunnel.c) */
-    unsigned tunnel : 1;      /* after a 101: raw bytes both ways */
-    struct px_pol *pol;       /* traffic policy of this connection's requests (http_policy.h) */
-    struct px_shadow *shadow; /* the copy of this request being collected (shadow.h), or NULL */
+    unsigned upgrade_ok : 1;   /* the route tunnels this request's Upgrade (tunnel.c) */
+    unsigned client_close : 1; /* the request asked to close (Connection: close, HTTP/1.0) */
+    unsigned tunnel : 1;       /* after a 101: raw bytes both ways */
+    struct px_pol *pol;        /* traffic policy of this connection's requests (http_policy.h) */
+    struct px_shadow *shadow;  /* the copy of this request being collected (shadow.h), or NULL */
 
     /* The connection. */
     unsigned reading : 1;

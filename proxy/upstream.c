@@ -360,19 +360,6 @@ static void on_resolved(struct px_dns_query *q, int status)
         px_http_on_upstream_connect(u->owner, r, "connect");
 }
 
-/* Whether nothing waits unread on u's socket: no byte, no close. The pool reads its idle
- * connections, but only on a later loop iteration; a request that took one in between would
- * get what the upstream sent unasked (a smuggled second response) as its answer. */
-static bool is_quiet(struct px_upstream *u)
-{
-    uv_os_fd_t fd;
-    char b;
-    if (uv_fileno((uv_handle_t *)&u->tcp, &fd) != 0)
-        return false;
-    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
-           (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
 int px_upstream_acquire(struct px_worker *w, const struct route_cluster *cl, bool fresh,
                         struct px_conn *c, struct px_upstream **out)
 {
@@ -393,7 +380,10 @@ int px_upstream_acquire(struct px_worker *w, const struct route_cluster *cl, boo
         l = l->next;
         if (want >= 0 && !px_lb_same_host(&u->dq.addr, &addrs[want]))
             continue;
-        if (!is_quiet(u) || expired(u, &cl->policy, uv_now(&w->loop))) {
+        /* No peek for unread bytes here: the pool reads its idle connections, and a system
+         * call per request to narrow the window further costs more than it buys
+         * (docs/security.md, "bytes after the response"). */
+        if (expired(u, &cl->policy, uv_now(&w->loop))) {
             close_upstream(u);
             continue;
         }

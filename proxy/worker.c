@@ -21,6 +21,8 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -191,9 +193,14 @@ static void on_listener_readable(uv_poll_t *h, int status, int events)
             accept_pause(w);
             return;
         }
-        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        /* The peer's address comes with the accept (no getpeername), and TCP_NODELAY with
+         * the listening socket (no setsockopt): two system calls fewer per connection. */
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof(peer);
+        int fd = accept4(w->listen_fd, (struct sockaddr *)&peer, &peer_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            px_http_accept(w, fd);
+            px_http_accept(w, fd, peer_len > 0 ? (struct sockaddr *)&peer : NULL);
             continue;
         }
         int e = errno;
@@ -312,7 +319,10 @@ static int make_socket(const struct addrinfo *ai, bool reuseport)
     if (fd < 0)
         return -errno;
     int one = 1;
+    /* Accepted sockets inherit TCP_NODELAY from the listening socket (Linux copies the
+     * listener's TCP state into each new connection). */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
         (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
         int e = -errno;

@@ -153,6 +153,44 @@ def test_pipelined_requests_answered_in_order(routed):
     assert (st2, json.loads(b2)["path"]) == (201, "/status/201")
 
 
+def sends_meet_reset(s, tries=20):
+    """Whether bytes sent on s, after the peer's response and EOF, are answered with a reset
+    (the peer's socket is closed) within tries * 50 ms."""
+    try:
+        for _ in range(tries):
+            s.sendall(b"x")
+            time.sleep(0.05)
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    return False
+
+
+def test_connection_close_request_is_closed_at_once(routed):
+    """A client that asked to close and sent nothing more is closed right after its response:
+    no half-close and wait for its FIN (that costs four system calls per connection), so what
+    it sends afterwards meets a closed socket."""
+    s = routed.raw(request_bytes("GET", "/u/x", [("Connection", "close")]))
+    with s, s.makefile("rb") as f:
+        status, _, body, _ = read_http_response(f)
+        assert status == 200 and json.loads(body)["path"] == "/x"
+        assert f.read() == b""
+        assert sends_meet_reset(s)
+
+
+def test_connection_close_with_bytes_behind_it_lingers(routed):
+    """Bytes behind a Connection: close request (a pipelined request) are unread when the
+    answer goes out: closing then would reset the connection, so the proxy half-closes and
+    drains instead, and the client's later bytes are read and dropped, not reset."""
+    s = routed.raw(request_bytes("GET", "/u/x", [("Connection", "close")]) +
+                   request_bytes("GET", "/u/never"))
+    with s, s.makefile("rb") as f:
+        status, _, body, _ = read_http_response(f)
+        assert status == 200 and json.loads(body)["path"] == "/x"
+        assert f.read() == b""
+        assert not sends_meet_reset(s, tries=6)
+    assert "/never" not in routed.upstreams["a"].paths()
+
+
 # ---- requests the proxy refuses ------------------------------------------------------------
 
 
