@@ -113,8 +113,10 @@ void px_edge_check(const struct route_settings *s, const char *peer, const struc
     bool from_xff = !(s->use_remote_address && hops == 0) &&
                     xff_entry(hs, nh, s->use_remote_address ? hops - 1 : hops, out->client,
                               sizeof(out->client));
-    if (!from_xff)
-        snprintf(out->client, sizeof(out->client), "%s", peer);
+    if (!from_xff) {
+        size_t n = strnlen(peer, sizeof(out->client) - 1); /* out->client is zeroed */
+        memcpy(out->client, peer, n);
+    }
 
     out->proto = "http";
     if (hops > 0 || !s->use_remote_address) {

@@ -176,6 +176,15 @@ static void on_timer(uv_timer_t *t)
 {
     struct px_conn *c = t->data;
     enum px_timer_mode mode = c->timer_mode;
+    if (mode == PX_TIMER_NONE)
+        return; /* disarmed since it was started (lazy: see arm) */
+    uint64_t now = uv_now(&c->w->loop);
+    if (now < c->timer_deadline) {
+        /* Started for an earlier deadline, since moved later: wait for the rest. */
+        c->timer_due = c->timer_deadline;
+        uv_timer_start(t, on_timer, c->timer_deadline - now, 0);
+        return;
+    }
     c->timer_mode = PX_TIMER_NONE;
     switch (mode) {
     case PX_TIMER_IDLE:
@@ -197,17 +206,23 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
+/* Lazy timer: a request arms and disarms the connection's timer several times (idle, head,
+ * request), and each uv_timer_start/stop is a heap update. Instead the deadline is recorded,
+ * and the running timer is only moved when it would fire too late; one that fires early
+ * (for a deadline since moved later, or for a disarmed mode) is started again for the rest
+ * or does nothing (on_timer). */
 static void arm(struct px_conn *c, enum px_timer_mode mode, uint64_t ms)
 {
     c->timer_mode = mode;
+    c->timer_deadline = uv_now(&c->w->loop) + ms;
+    if (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due <= c->timer_deadline)
+        return;
+    c->timer_due = c->timer_deadline;
     uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 static void disarm(struct px_conn *c)
 {
-    if (c->timer_mode == PX_TIMER_NONE)
-        return;
-    uv_timer_stop(&c->timer);
     c->timer_mode = PX_TIMER_NONE;
 }
 

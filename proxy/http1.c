@@ -45,6 +45,8 @@ static int on_message_begin(llhttp_t *ll)
     p->headers = NULL;
     p->nheaders = 0;
     p->cap = 0;
+    p->conn_lists_close = false;
+    p->conn_lists_other = false;
     return 0;
 }
 
@@ -95,17 +97,73 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t len)
     h->name.off = rel(p, at);
     h->name.len = (uint32_t)len;
     h->value.off = h->value.len = 0;
+    h->kind = PX_H1_OTHER;
     p->in_field = true;
     p->value_seen = false;
     return 0;
 }
 
-/* RFC 9110 token characters. */
+/* RFC 9110 token characters (a switch, not strchr: this runs over every header name byte). */
 static bool is_tchar(unsigned char c)
 {
     if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
         return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool name_is(const char *name, size_t len, const char *lit)
+{
+    size_t n = strlen(lit);
+    return len == n && strncasecmp(name, lit, n) == 0;
+}
+
+/* The header's kind by its name (enum px_h1_kind): by length first, so that most names are
+ * never compared (this runs for every header). */
+static uint8_t classify(const char *n, size_t len)
+{
+#define IS(lit) (strncasecmp(n, lit, sizeof(lit) - 1) == 0)
+    switch (len) {
+    case 2:
+        return IS("te") ? PX_H1_HOP : PX_H1_OTHER;
+    case 4:
+        return IS("host") ? PX_H1_HOST : PX_H1_OTHER;
+    case 7:
+        return IS("trailer") || IS("upgrade") ? PX_H1_HOP : PX_H1_OTHER;
+    case 10:
+        return IS("connection") ? PX_H1_CONNECTION : IS("keep-alive") ? PX_H1_HOP : PX_H1_OTHER;
+    case 14:
+        return IS("content-length") ? PX_H1_CL : PX_H1_OTHER;
+    case 15:
+        return IS("x-forwarded-for") ? PX_H1_XFF : PX_H1_OTHER;
+    case 16:
+        return IS("proxy-connection") ? PX_H1_HOP : PX_H1_OTHER;
+    case 17:
+        return IS("transfer-encoding")   ? PX_H1_HOP
+               : IS("x-forwarded-proto") ? PX_H1_XFP
+                                         : PX_H1_OTHER;
+    default:
+        return PX_H1_OTHER;
+    }
+#undef IS
 }
 
 static int on_header_field_complete(llhttp_t *ll)
@@ -125,6 +183,7 @@ static int on_header_field_complete(llhttp_t *ll)
         if (!is_tchar(n[i]))
             return refuse(p, p->type == HTTP_REQUEST ? 400 : 502, "invalid header name");
     }
+    p->headers[p->nheaders - 1].kind = classify((const char *)n, h->name.len);
     return 0;
 }
 
@@ -247,10 +306,34 @@ static int check_response_head(struct px_h1_parser *p)
     return 0;
 }
 
+/* Notes which names the Connection headers list (conn_lists_*). */
+static void scan_connection_tokens(struct px_h1_parser *p)
+{
+    for (uint32_t i = 0; i < p->nheaders; i++) {
+        if (p->headers[i].kind != PX_H1_CONNECTION)
+            continue;
+        const char *v = px_h1_at(p, p->headers[i].value);
+        const char *end = v + p->headers[i].value.len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            const char *tok = v;
+            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+                v++;
+            size_t len = (size_t)(v - tok);
+            if (name_is(tok, len, "close"))
+                p->conn_lists_close = true;
+            else if (len > 0 && !name_is(tok, len, "keep-alive"))
+                p->conn_lists_other = true;
+        }
+    }
+}
+
 static int on_headers_complete(llhttp_t *ll)
 {
     struct px_h1_parser *p = parser_of(ll);
     p->head_done = true;
+    scan_connection_tokens(p);
     if (p->type == HTTP_REQUEST) {
         if (check_request_head(p) != 0)
             return -1;
@@ -268,20 +351,31 @@ static int on_headers_complete(llhttp_t *ll)
  * smuggled. Returns false at the first violation. */
 static bool scan_framing(struct px_h1_parser *p, uint32_t from, uint32_t to)
 {
-    for (uint32_t i = from; i < to; i++) {
-        char c = p->buf[i];
+    const char *b = p->buf;
+    uint32_t i = from;
+    while (i < to) {
         if (p->scan_after_data > 0) {
-            if (c != (p->scan_after_data == 2 ? '\r' : '\n'))
+            if (b[i] != (p->scan_after_data == 2 ? '\r' : '\n'))
                 return false;
             p->scan_after_data--;
+            i++;
         } else if (p->scan_cr) {
-            if (c != '\n')
+            if (b[i] != '\n')
                 return false;
             p->scan_cr = false;
-        } else if (c == '\r') {
+            i++;
+        } else {
+            /* A line at a time with memchr (this runs over every head byte): no LF before
+             * the next CR, and that CR must be followed by LF (checked on the next turn, or
+             * on the next call when it is the last byte here). */
+            const char *cr = memchr(b + i, '\r', to - i);
+            uint32_t stop = cr != NULL ? (uint32_t)(cr - b) : to;
+            if (memchr(b + i, '\n', stop - i) != NULL)
+                return false;
+            if (cr == NULL)
+                return true;
             p->scan_cr = true;
-        } else if (c == '\n') {
-            return false;
+            i = stop + 1;
         }
     }
     return true;
@@ -466,17 +560,6 @@ void px_h1_shift(struct px_h1_parser *p, uint32_t delta)
 
 /* ---- header queries ---------------------------------------------------------------------- */
 
-int px_h1_find(const struct px_h1_parser *p, const char *name, uint32_t from)
-{
-    size_t n = strlen(name);
-    for (uint32_t i = from; i < p->nheaders; i++) {
-        const struct px_h1_header *h = &p->headers[i];
-        if (h->name.len == n && strncasecmp(px_h1_at(p, h->name), name, n) == 0)
-            return (int)i;
-    }
-    return -1;
-}
-
 bool px_h1_connection_lists(const struct px_h1_parser *p, const char *name, size_t len)
 {
     for (int i = px_h1_find(p, "connection", 0); i >= 0;
@@ -494,12 +577,6 @@ bool px_h1_connection_lists(const struct px_h1_parser *p, const char *name, size
         }
     }
     return false;
-}
-
-static bool name_is(const char *name, size_t len, const char *lit)
-{
-    size_t n = strlen(lit);
-    return len == n && strncasecmp(name, lit, n) == 0;
 }
 
 bool px_h1_is_hop_by_hop(const char *name, size_t len)
@@ -534,14 +611,15 @@ static bool is_dropped(const struct px_h1_parser *p, uint32_t i, bool request,
 {
     const struct px_h1_header *h = &p->headers[i];
     const char *n = px_h1_at(p, h->name);
-    if (px_h1_is_hop_by_hop(n, h->name.len) || is_edited_out(edits, n, h->name.len))
+    if (h->kind == PX_H1_HOP || h->kind == PX_H1_CONNECTION || is_edited_out(edits, n, h->name.len))
         return true;
-    if (request && (name_is(n, h->name.len, "host") || name_is(n, h->name.len, "x-forwarded-for") ||
-                    name_is(n, h->name.len, "x-forwarded-proto")))
+    if (request && (h->kind == PX_H1_HOST || h->kind == PX_H1_XFF || h->kind == PX_H1_XFP))
         return true;
-    if (name_is(n, h->name.len, "content-length"))
+    if (h->kind == PX_H1_CL)
         return false;
-    return px_h1_connection_lists(p, n, h->name.len);
+    if (p->conn_lists_other)
+        return px_h1_connection_lists(p, n, h->name.len);
+    return p->conn_lists_close && name_is(n, h->name.len, "close");
 }
 
 /* Appends the kept header lines as iovecs. Neighbouring kept lines are one run of the original

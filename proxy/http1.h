@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <strings.h>
 
 #include <llhttp.h>
 #include <uv.h>
@@ -38,9 +40,22 @@ struct px_h1_span {
     uint32_t len;
 };
 
+/* What the proxy itself knows a header to be, found once when its name is parsed: the
+ * forwarding decisions look at this instead of comparing names per header per request. */
+enum px_h1_kind {
+    PX_H1_OTHER = 0,
+    PX_H1_HOP,       /* hop-by-hop (RFC 9110 7.6.1): Connection, Keep-Alive, TE, ... */
+    PX_H1_HOST,      /* Host */
+    PX_H1_XFF,       /* X-Forwarded-For */
+    PX_H1_XFP,       /* X-Forwarded-Proto */
+    PX_H1_CL,        /* Content-Length */
+    PX_H1_CONNECTION /* Connection (also hop-by-hop) */
+};
+
 struct px_h1_header {
     struct px_h1_span name;
     struct px_h1_span value; /* trailing whitespace trimmed */
+    uint8_t kind;            /* enum px_h1_kind */
 };
 
 enum px_h1_event {
@@ -78,6 +93,9 @@ struct px_h1_parser {
     struct px_h1_header *headers;
     uint32_t nheaders;
     uint32_t cap;
+    /* Tokens of the Connection headers, found with the head: a listed name is hop-by-hop. */
+    bool conn_lists_close; /* "close" */
+    bool conn_lists_other; /* anything but close and keep-alive (names every header may be) */
 
     /* Body bytes of the last execute call, made contiguous: buf[body_off, body_off+body_len). */
     uint32_t body_off;
@@ -122,8 +140,22 @@ static inline const char *px_h1_at(const struct px_h1_parser *p, struct px_h1_sp
     return p->buf + p->start + s.off;
 }
 
-/* Index of the first header named name (case-insensitive) at or after from, or -1. */
-int px_h1_find(const struct px_h1_parser *p, const char *name, uint32_t from);
+/* Index of the first header named name (compared case-insensitively) at or after
+ * from, or -1. Inline: with a literal name the length is a constant, and the first letter
+ * rules out most headers before strncasecmp is called (a dozen lookups per request). */
+static inline int px_h1_find(const struct px_h1_parser *p, const char *name, uint32_t from)
+{
+    size_t n = strlen(name);
+    for (uint32_t i = from; i < p->nheaders; i++) {
+        const struct px_h1_header *h = &p->headers[i];
+        if (h->name.len != n)
+            continue;
+        const char *hn = px_h1_at(p, h->name);
+        if ((hn[0] | 0x20) == (name[0] | 0x20) && strncasecmp(hn, name, n) == 0)
+            return (int)i;
+    }
+    return -1;
+}
 /* Whether name (len bytes) is listed in a Connection header of the message. */
 bool px_h1_connection_lists(const struct px_h1_parser *p, const char *name, size_t len);
 /* Whether name is a hop-by-hop header by definition (RFC 9110 7.6.1, plus Proxy-Connection and

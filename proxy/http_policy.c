@@ -33,7 +33,8 @@ struct px_span {
 
 struct px_pol {
     uv_timer_t timer;
-    struct px_conn *c; /* NULL once the connection closed (the timer is closing) */
+    uint64_t timer_due; /* loop time the timer fires at, while it is active */
+    struct px_conn *c;  /* NULL once the connection closed (the timer is closing) */
     /* The current request. */
     struct px_cstate *cs; /* references, held while the request lives */
     struct px_rstate *rs;
@@ -76,11 +77,14 @@ static void rearm(struct px_pol *pol)
         next = pol->try_deadline;
     if (pol->idle_ms && c->state != PX_REQ_IDLE && pol->last_io + pol->idle_ms < next)
         next = pol->last_io + pol->idle_ms;
-    if (next == UINT64_MAX) {
-        uv_timer_stop(&pol->timer);
+    /* Lazy, as the connection's timer (http.c arm): a timer due no later than next stays, and
+     * one with nothing left to time runs out; on_timer checks every deadline and starts it
+     * again for what remains. Each request moves these deadlines a few times; this spares a
+     * timer-heap update each time. */
+    if (next == UINT64_MAX || (uv_is_active((uv_handle_t *)&pol->timer) && pol->timer_due <= next))
         return;
-    }
     uint64_t now = now_of(c);
+    pol->timer_due = next > now ? next : now;
     uv_timer_start(&pol->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
@@ -496,7 +500,7 @@ void px_pol_request_end(struct px_conn *c)
     /* Everything after the timer and the owner is the request's. */
     memset((char *)pol + offsetof(struct px_pol, cs), 0,
            sizeof(*pol) - offsetof(struct px_pol, cs));
-    uv_timer_stop(&pol->timer);
+    /* The timer may run on: with no deadline left, its firing does nothing (rearm). */
 }
 
 void px_pol_conn_closed(struct px_conn *c)

@@ -231,6 +231,8 @@ struct px_conn {
     /* The current request. */
     enum px_req_state state;
     enum px_timer_mode timer_mode;
+    uint64_t timer_deadline;  /* loop time the current mode's time runs out (http.c arm) */
+    uint64_t timer_due;       /* loop time the timer fires at, while it is active */
     struct px_snapshot *snap; /* reference held while the request lives */
     const struct route *route;
     const struct route_cluster *cluster;
