@@ -8,6 +8,7 @@
 #define LEGATE_PROXY_EDGE_H
 
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -34,5 +35,9 @@ struct px_edge {
  * hs. s may be NULL (no Module: Ambassador's defaults). */
 void px_edge_check(const struct route_settings *s, const char *peer, const struct px_header *hs,
                    size_t nh, struct px_edge *out);
+
+/* The connection's peer address as text ("unknown" when peer is NULL or neither IPv4 nor
+ * IPv6); out holds at least INET6_ADDRSTRLEN bytes. */
+void px_edge_format_peer(const struct sockaddr *peer, char *out, size_t size);
 
 #endif

@@ -1209,11 +1209,7 @@ void px_http_accept(struct px_worker *w, int fd, const struct sockaddr *peer)
         return;
     }
     px_list_push(&w->conns, &c->link);
-    snprintf(c->client_ip, sizeof(c->client_ip), "unknown");
-    if (peer != NULL && peer->sa_family == AF_INET)
-        uv_ip4_name((const struct sockaddr_in *)peer, c->client_ip, sizeof(c->client_ip));
-    else if (peer != NULL && peer->sa_family == AF_INET6)
-        uv_ip6_name((const struct sockaddr_in6 *)peer, c->client_ip, sizeof(c->client_ip));
+    px_edge_format_peer(peer, c->client_ip, sizeof(c->client_ip));
     px_h1_init(&c->req, HTTP_REQUEST, true);
     px_arena_init_cached(&c->arena, &c->w->arena_cache);
     /* A new connection is there to send a request: its head is on the clock from now. */
