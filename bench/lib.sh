@@ -278,12 +278,11 @@ other_cpu_seconds() {
 
 # ---------------------------------------------------------------- upstream
 
-start_upstream() {
-	local d="$WORK/upstream"
-	mkdir -p "$d/tmp"
-	cat >"$d/nginx.conf" <<EOF
-# Upstream for the benchmark: one worker, fixed 4-byte body, echoes the Host
-# and URI it saw so that the harness can check each proxy's rewrite.
+# nginx_conf_head DIR: the part of an nginx.conf (one worker, no access log, long
+# keep-alive) that the upstream and the nginx proxy share, up to inside "http {".
+nginx_conf_head() {
+	local d=$1
+	cat <<EOF
 worker_processes 1;
 worker_rlimit_nofile 20000;
 pid $d/nginx.pid;
@@ -298,6 +297,17 @@ http {
     scgi_temp_path $d/tmp/scgi;
     keepalive_requests 100000;
     keepalive_timeout 75s;
+EOF
+}
+
+start_upstream() {
+	local d="$WORK/upstream"
+	mkdir -p "$d/tmp"
+	{
+		echo "# Upstream for the benchmark: one worker, fixed 4-byte body, echoes the Host"
+		echo "# and URI it saw so that the harness can check each proxy's rewrite."
+		nginx_conf_head "$d"
+		cat <<EOF
     server {
         listen $HOST:$UP_PORT;
         location / {
@@ -309,6 +319,7 @@ http {
     }
 }
 EOF
+	} >"$d/nginx.conf"
 	start_bg upstream "$CPU_UP" nginx -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" -g 'daemon off;'
 	wait_http "http://$HOST:$UP_PORT/" 10 upstream || die "upstream nginx did not start"
 }
@@ -318,22 +329,10 @@ EOF
 start_nginx_proxy() {
 	local d="$WORK/nginx"
 	mkdir -p "$d/tmp"
-	cat >"$d/nginx.conf" <<EOF
-# nginx as the reference proxy: one worker, keep-alive pool to the upstream.
-worker_processes 1;
-worker_rlimit_nofile 20000;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 16384; }
-http {
-    access_log off;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    keepalive_requests 100000;
-    keepalive_timeout 75s;
+	{
+		echo "# nginx as the reference proxy: one worker, keep-alive pool to the upstream."
+		nginx_conf_head "$d"
+		cat <<EOF
     upstream up {
         server $HOST:$UP_PORT;
         keepalive $NGINX_UP_KEEPALIVE;
@@ -352,6 +351,7 @@ http {
     }
 }
 EOF
+	} >"$d/nginx.conf"
 	start_bg nginx-proxy "$CPU_PROXY" nginx -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" -g 'daemon off;'
 	wait_http "http://$HOST:$NGINX_PORT/httpbin/" 10 nginx-proxy || die "nginx proxy did not start"
 }
