@@ -120,7 +120,11 @@ $(PROXY_BIN): $(BUILD)/obj/proxy/main.o $(BUILD)/libproxy.a $(BUILD)/libcommon.a
 	$(call msg,LD,$@)
 	$(Q)$(CC) -pthread $(LDFLAGS) -o $@ $^ $(PROXY_LIBS)
 
-$(BUILD)/test/%: $(BUILD)/obj/test/unit/%.o $(BUILD)/libcontroller.a $(BUILD)/libproxy.a $(BUILD)/libcommon.a
+# Helpers shared by the unit suites (test/unit/harness.h), archived: a suite links them only
+# when it uses them.
+$(BUILD)/libtest.a: $(BUILD)/obj/test/unit/harness.o
+
+$(BUILD)/test/%: $(BUILD)/obj/test/unit/%.o $(BUILD)/libtest.a $(BUILD)/libcontroller.a $(BUILD)/libproxy.a $(BUILD)/libcommon.a
 	$(call msg,LD,$@)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) -pthread $(LDFLAGS) -o $@ $^ $(TEST_LIBS)

@@ -3,6 +3,9 @@
     stack   a Stack with nothing started (the test decides the order)
     lg      the same Stack with upstream "a", a proxy and a controller started (empty
             source dir)
+    pki     a directory for the test Kubernetes API server's certificates, one per module
+    api     that API server (kube_helpers.start_api: TLS, a bearer token), stopped after the
+            test; ask for it after `stack` so that it stops first
 
 Teardown stops every process and fails the test when one of them exited by itself, died
 badly on SIGTERM, or printed a sanitizer report. When a test fails, the tail of every
@@ -89,3 +92,18 @@ def stack(request, tmp_path):
 def lg(stack):
     """Upstream "a", a proxy and a controller on an empty source dir."""
     return stack.start()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return tmp_path_factory.mktemp("pki")
+
+
+@pytest.fixture
+def api(tmp_path, pki):
+    # Imported here: kube_helpers asks the controller binary what it speaks, which only the
+    # Kubernetes tests need to pay for.
+    from kube_helpers import api_running
+
+    with api_running(tmp_path, pki) as a:
+        yield a

@@ -4,7 +4,7 @@ The usual `legate.Stack` runs the proxy and the echo upstreams; a `KubeAPI` from
 test/kubeapi/harness.py plays the API server (TLS, bearer token, real kubectl); the
 controller is started on that API instead of a source directory:
 
-    api = start_api(tmp_path, pki)
+    api = start_api(tmp_path, pki)             # or the `api` fixture (conftest.py)
     start_kube_controller(stack, api)          # --kubeconfig api.kubeconfig
     kubectl_apply(api, tmp_path, "web", "default", mapping("web", "/web/", up.addr))
     stack.wait_route_set({"web"})
@@ -13,6 +13,7 @@ controller is started on that API instead of a source directory:
 is what the no-hot-loop and resume-from-resourceVersion assertions read.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -48,6 +49,17 @@ def start_api(tmp_path, pki, **kw):
     """A test API server with TLS and a bearer token, bookmarks every 2 s."""
     kw.setdefault("bookmark_interval", 2)
     return KubeAPI(Path(tmp_path) / "api", tls=True, token="t0k3n-one", pki=pki, **kw)
+
+
+@contextlib.contextmanager
+def api_running(tmp_path, pki, **kw):
+    """start_api(tmp_path, pki, **kw) for the length of a with block (the `api` fixture of
+    conftest.py when the defaults do)."""
+    api = start_api(tmp_path, pki, **kw)
+    try:
+        yield api
+    finally:
+        api.stop()
 
 
 def start_kube_controller(stack, api, extra=(), env=None, kubeconfig=True, wait=True):

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -331,6 +332,65 @@ def read_http_response(sock_file):
     elif status not in (204, 304) and not 100 <= status < 200:
         body = sock_file.read()
     return status, headers, body, chunk_times
+
+
+class Load:
+    """Traffic while a test changes things: `clients` threads, each sending GETs over its own
+    keep-alive connection to the proxy on `port` until `seconds` have passed (`stop`, a
+    time.monotonic() value). request(k, i) names client k's i-th request (i from 1) as
+    (path, fields): a right answer is a 200 whose echo JSON has these field values. Right
+    answers are counted in `ok`; anything else, a reset or a timeout included, is listed in
+    `wrong`.
+
+        with legate.Load(stack.port, 6, 2.5, request) as load:
+            ...                        # kill, restart, rewrite while requests flow
+        assert load.wrong == [], load.wrong[:10]
+
+    Leaving the block waits for every client to finish."""
+
+    def __init__(self, port, clients, seconds, request):
+        self.port = port
+        self.request = request
+        self.stop = time.monotonic() + seconds
+        self.ok = 0
+        self.wrong = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._client, args=(k,)) for k in range(clients)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        for t in self.threads:
+            t.join()
+        return False
+
+    def _client(self, k):
+        conn = None
+        i = 0
+        while time.monotonic() < self.stop:
+            i += 1
+            path, fields = self.request(k, i)
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", path)
+                r = conn.getresponse()
+                body = r.read()
+                echo = json.loads(body) if r.status == 200 else None
+                with self.lock:
+                    if echo is None or any(echo.get(f) != v for f, v in fields.items()):
+                        self.wrong.append((path, r.status, body[:100]))
+                    else:
+                        self.ok += 1
+            except Exception as ex:  # a reset or a timeout is exactly what must not happen
+                with self.lock:
+                    self.wrong.append((path, repr(ex)))
+                conn = None
+        if conn is not None:
+            conn.close()
 
 
 # ---- the stack -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ the per-worker connection cap and its accept backpressure, pipelining that canno
 memory, and thousands of slow connections that neither starve a normal client nor make the
 proxy's memory grow past a stated bound."""
 
+import contextlib
 import json
 import os
 import resource
@@ -91,12 +92,20 @@ def test_silent_new_connection_is_closed_without_an_answer(stack):
     assert 0.4 <= took < 0.5 + 2.0 * SLOW, took
 
 
-def test_idle_keepalive_connection_closed_after_idle_timeout_not_header_timeout(stack):
-    start_routed(stack, ["--header-timeout-ms", "300", "--idle-timeout-ms", "1500"])
+@contextlib.contextmanager
+def kept_alive(stack):
+    """A raw connection to the proxy, (socket, binary file), on which GET /u/one has been
+    answered 200, so that it is kept alive; closed at the end of the with block."""
     s = socket.create_connection(("127.0.0.1", stack.port), timeout=10)
     with s, s.makefile("rb") as f:
         s.sendall(request_bytes("GET", "/u/one"))
         assert read_http_response(f)[0] == 200
+        yield s, f
+
+
+def test_idle_keepalive_connection_closed_after_idle_timeout_not_header_timeout(stack):
+    start_routed(stack, ["--header-timeout-ms", "300", "--idle-timeout-ms", "1500"])
+    with kept_alive(stack) as (s, f):
         # Longer than the header timeout, shorter than the idle one: still open.
         time.sleep(0.8)
         s.sendall(request_bytes("GET", "/u/two"))
@@ -110,10 +119,7 @@ def test_idle_keepalive_connection_closed_after_idle_timeout_not_header_timeout(
 
 def test_next_head_on_a_kept_alive_connection_has_its_own_deadline(stack):
     start_routed(stack, ["--header-timeout-ms", "600", "--idle-timeout-ms", "5000"])
-    s = socket.create_connection(("127.0.0.1", stack.port), timeout=10)
-    with s, s.makefile("rb") as f:
-        s.sendall(request_bytes("GET", "/u/one"))
-        assert read_http_response(f)[0] == 200
+    with kept_alive(stack) as (s, f):
         time.sleep(0.3)
         t0 = time.monotonic()
         s.sendall(b"GET /u/two HTTP/1.1\r\nHost: e2e")  # and nothing more

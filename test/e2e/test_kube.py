@@ -5,24 +5,12 @@ to echo upstreams. Every change is made with kubectl and checked through the pro
 import pytest
 
 import legate
-from kube_helpers import (kubectl_annotate, kubectl_apply, legate_requests, log_lines,
-                          needs_kube_controller, is_service_list, is_watch, query,
-                          start_api, start_kube_controller)
+from kube_helpers import (api_running, kubectl_annotate, kubectl_apply, legate_requests,
+                          log_lines, needs_kube_controller, is_service_list, is_watch, query,
+                          start_kube_controller)
 from legate import mapping
 
 pytestmark = needs_kube_controller
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return tmp_path_factory.mktemp("pki")
-
-
-@pytest.fixture
-def api(tmp_path, pki):
-    a = start_api(tmp_path, pki)
-    yield a
-    a.stop()
 
 
 @pytest.fixture
@@ -223,8 +211,7 @@ def test_list_is_paginated_and_applied_whole(stack, tmp_path, pki):
             md["annotations"] = {"getambassador.io/config": mapping("m777", "/m/", up.addr)}
         items.append({"apiVersion": "v1", "kind": "Service", "metadata": md,
                       "spec": {"ports": [{"port": 80}]}})
-    api = start_api(tmp_path, pki, state=items)
-    try:
+    with api_running(tmp_path, pki, state=items) as api:
         stack.start_proxy()
         start_kube_controller(stack, api)
         stack.wait_route_set({"m777"})
@@ -241,8 +228,6 @@ def test_list_is_paginated_and_applied_whole(stack, tmp_path, pki):
         assert len(compiled) == 1 and compiled[0]["routes"] == "1", compiled
         watch = [r for r in legate_requests(api) if is_watch(r)]
         assert query(watch[0])["resourceVersion"] == done[0]["rv"], (watch, done)
-    finally:
-        api.stop()
 
 
 def test_expired_continue_token_lists_again_without_limit(stack, tmp_path, pki):
@@ -252,8 +237,7 @@ def test_expired_continue_token_lists_again_without_limit(stack, tmp_path, pki):
                            "annotations": {"getambassador.io/config":
                                            mapping("m%03d" % i, "/p%03d/" % i, up.addr)}},
               "spec": {"ports": [{"port": 80}]}} for i in range(600)]
-    api = start_api(tmp_path, pki, state=items)
-    try:
+    with api_running(tmp_path, pki, state=items) as api:
         # The second page's continue token has expired (as after an etcd compaction).
         api.fault_fail(count=1, status=410, match="continue=", message="The provided continue "
                        "parameter is too old to display a consistent list result.")
@@ -267,5 +251,3 @@ def test_expired_continue_token_lists_again_without_limit(stack, tmp_path, pki):
         assert "limit" not in query(lists[2]) and "continue" not in query(lists[2]), lists
         done = log_lines(stack.controller, "list done")
         assert len(done) == 1 and done[0]["count"] == "600", done
-    finally:
-        api.stop()

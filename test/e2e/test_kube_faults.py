@@ -5,30 +5,16 @@ resumes from a resourceVersion rather than relisting when it can."""
 
 import time
 
-import pytest
-
 import legate
 from kube_helpers import (is_service_list, is_watch, kubectl_annotate, kubectl_apply,
                           legate_requests, log_lines, needs_kube_controller, query, rotate_file,
-                          start_api, start_kube_controller, write_serviceaccount)
+                          start_kube_controller, write_serviceaccount)
 from kubeconfig import write_kubeconfig  # test/kubeapi, on sys.path through kube_helpers
 from legate import mapping
 
 pytestmark = needs_kube_controller
 
 SLOW = legate.SLOW
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return tmp_path_factory.mktemp("pki")
-
-
-@pytest.fixture
-def api(tmp_path, pki):
-    a = start_api(tmp_path, pki)
-    yield a
-    a.stop()
 
 
 def start(stack, api, tmp_path, **kw):

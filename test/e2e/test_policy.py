@@ -361,42 +361,36 @@ def test_metrics_pass_promtool(lg):
 # ---- circuit breakers ----------------------------------------------------------------------
 
 
-def test_circuit_breaker_max_requests_503(lg):
-    up = lg.upstreams["a"]
-    routed(lg, mapping("cb", "/cb/", up.addr, rewrite="/",
-                       circuit_breakers=[{"max_requests": 1}]), {"cb"})
-    slow = threading.Thread(target=lambda: get(lg, "/cb/sleep?ms=1500"))
+def answer_beside_a_slow_request(st, name, breaker, gauge):
+    """Routes /name/ to upstream a (rewritten to /) with the circuit breaker `breaker`, then,
+    while one slow request is in flight (once the cluster gauge metric says 1), sends one more:
+    returns that one's (status, headers). The slow request has ended on return."""
+    routed(st, mapping(name, "/%s/" % name, st.upstreams["a"].addr, rewrite="/",
+                       circuit_breakers=[breaker]), {name})
+    slow = threading.Thread(target=lambda: get(st, "/%s/sleep?ms=1500" % name))
     slow.start()
     try:
-        deadline = time.monotonic() + 5
-        while metric(lg, "legate_cluster_active_requests") != 1:
-            assert time.monotonic() < deadline, "the slow request never became active"
-            time.sleep(0.02)
-        status, headers, body = get(lg, "/cb/x")
-        assert status == 503
-        assert headers["x-legate-overloaded"] == "circuit-breaker"
-        assert headers["x-envoy-overloaded"] == "true"
+        legate.wait_until(lambda: metric(st, gauge) == 1, 5, "the slow request counted in " + gauge)
+        status, headers, _ = get(st, "/%s/x" % name)
     finally:
         slow.join()
+    return status, headers
+
+
+def test_circuit_breaker_max_requests_503(lg):
+    status, headers = answer_beside_a_slow_request(lg, "cb", {"max_requests": 1},
+                                                   "legate_cluster_active_requests")
+    assert status == 503
+    assert headers["x-legate-overloaded"] == "circuit-breaker"
+    assert headers["x-envoy-overloaded"] == "true"
     assert get(lg, "/cb/x")[0] == 200
     assert metric(lg, "legate_route_overloaded_total", mapping="cb") == 1
 
 
 def test_circuit_breaker_max_connections_503(lg):
-    up = lg.upstreams["a"]
-    routed(lg, mapping("cc", "/cc/", up.addr, rewrite="/",
-                       circuit_breakers=[{"max_connections": 1}]), {"cc"})
-    slow = threading.Thread(target=lambda: get(lg, "/cc/sleep?ms=1500"))
-    slow.start()
-    try:
-        deadline = time.monotonic() + 5
-        while metric(lg, "legate_cluster_connections") != 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        status, headers, _ = get(lg, "/cc/x")
-        assert status == 503 and headers["x-legate-overloaded"] == "circuit-breaker"
-    finally:
-        slow.join()
+    status, headers = answer_beside_a_slow_request(lg, "cc", {"max_connections": 1},
+                                                   "legate_cluster_connections")
+    assert status == 503 and headers["x-legate-overloaded"] == "circuit-breaker"
 
 
 # ---- CORS ----------------------------------------------------------------------------------

@@ -5,47 +5,29 @@
  * after joining it. */
 #include <arpa/inet.h>
 #include <check.h>
-#include <errno.h>
 #include <json-c/json.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "admin.h"
-#include "log.h"
+#include "harness.h"
 #include "route.h"
 #include "snapshot.h"
 #include "xalloc.h"
 
 static int port;
 static char hostport[32];
-static char failure[512];
 
-#define EXPECT(cond)                                                                               \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            snprintf(failure, sizeof(failure), "line %d: %s", __LINE__, #cond);                    \
-            goto out;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-/* Picks a free loopback port (the kernel's choice, released just before use). */
+/* Picks a free loopback port for the admin listener. */
 static void pick_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof(sa);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    port = ntohs(sa.sin_port);
-    close(fd);
+    port = harness_free_port();
     snprintf(hostport, sizeof(hostport), "127.0.0.1:%d", port);
 }
 
@@ -60,35 +42,20 @@ struct conn {
 struct resp {
     int status;
     char head[4096];
-    char *body; /* owned, NUL-terminated */
+    char *body; /* owned, NUL-terminated; freed by the next read_resp into the same resp */
     size_t body_len;
 };
 
 static int cli_connect(struct conn *c)
 {
     c->len = 0;
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        return -1;
-    struct timeval tv = { .tv_sec = 10 };
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return 0;
+    c->fd = harness_connect_tcp(port, 10);
+    return c->fd >= 0 ? 0 : -1;
 }
 
 static int send_str(struct conn *c, const char *s)
 {
-    size_t n = strlen(s);
-    while (n > 0) {
-        ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return -1;
-        s += w;
-        n -= (size_t)w;
-    }
-    return 0;
+    return harness_send_all(c->fd, s, strlen(s));
 }
 
 /* Receives more bytes into c->buf. 1, 0 on EOF, -1 on error/timeout. */
@@ -120,9 +87,11 @@ static const char *header(const struct resp *r, const char *name)
     return NULL;
 }
 
-/* Reads one response; head_only for answers to HEAD. Returns 0 or -1. */
+/* Reads one response into r (freeing the body r held); head_only for answers to HEAD. Returns
+ * 0 or -1. */
 static int read_resp(struct conn *c, struct resp *r, bool head_only)
 {
+    free(r->body);
     memset(r, 0, sizeof(*r));
     char *end;
     while ((end = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL)
@@ -167,43 +136,47 @@ static int roundtrip(const char *req, struct resp *r, bool head_only)
     int rc = -1;
     if (cli_connect(c) == 0 && send_str(c, req) == 0)
         rc = read_resp(c, r, head_only);
-    close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     free(c);
     return rc;
 }
 
+/* True when the next response on c has this status, and this body unless body is NULL. */
+static bool reads(struct conn *c, struct resp *r, bool head_only, int status, const char *body)
+{
+    return read_resp(c, r, head_only) == 0 && r->status == status &&
+           (body == NULL || strcmp(r->body, body) == 0);
+}
+
+/* The same for req sent on a fresh connection (a GET or a POST: the answer has a body). */
+static bool answers(const char *req, struct resp *r, int status, const char *body)
+{
+    return roundtrip(req, r, false) == 0 && r->status == status &&
+           (body == NULL || strcmp(r->body, body) == 0);
+}
+
 static bool closed_by_peer(struct conn *c)
 {
-    char ch;
-    ssize_t n = recv(c->fd, &ch, 1, 0);
-    return n == 0 || (n < 0 && errno == ECONNRESET);
+    return harness_is_closed_by_peer(c->fd);
 }
 
 /* ---- harness ---- */
 
-static uv_async_t done_async;
-
-static void on_done(uv_async_t *a)
+/* Each client's last words: frees what it holds, closes c (when open), ends the run. */
+static void *client_end(struct conn *c, struct resp *r)
 {
-    px_admin_stop();
-    uv_close((uv_handle_t *)a, NULL);
+    if (c && c->fd >= 0)
+        close(c->fd);
+    free(c);
+    free(r->body);
+    return harness_client_done();
 }
 
-static void run_with_client(void *(*client)(void *))
+static void run_with_client(harness_client_cb client)
 {
-    uv_loop_t loop;
-    pthread_t th;
-    failure[0] = '\0';
-    log_configure(LOG_LEVEL_ERROR + 1, LOG_FORMAT_LOGFMT, "test");
     pick_port();
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    ck_assert_int_eq(px_admin_start(&loop, hostport), 0);
-    uv_async_init(&loop, &done_async, on_done);
-    ck_assert_int_eq(pthread_create(&th, NULL, client, NULL), 0);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    pthread_join(th, NULL);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
-    ck_assert_msg(failure[0] == '\0', "%s", failure);
+    harness_serve(px_admin_start, px_admin_stop, hostport, client);
 }
 
 static void publish_example(void)
@@ -229,6 +202,18 @@ static void publish_example(void)
     px_snapshot_publish(s);
 }
 
+/* prefix, then fill up to total bytes (none when prefix is that long), then suffix. */
+static char *padded(const char *prefix, char fill, size_t total, const char *suffix)
+{
+    size_t pl = strlen(prefix), sl = strlen(suffix);
+    size_t n = pl > total ? pl : total;
+    char *p = xmalloc(n + sl + 1);
+    memcpy(p, prefix, pl);
+    memset(p + pl, fill, n - pl);
+    memcpy(p + n, suffix, sl + 1);
+    return p;
+}
+
 /* ---- cases ---- */
 
 static void *client_before_snapshot(void *arg)
@@ -236,35 +221,34 @@ static void *client_before_snapshot(void *arg)
     (void)arg;
     struct resp r = { 0 };
     json_object *o = NULL;
-    EXPECT(roundtrip("GET /ready HTTP/1.1\r\nHost: x\r\n\r\n", &r, false) == 0);
-    EXPECT(r.status == 503 && strcmp(r.body, "no route table yet\n") == 0);
-    free(r.body);
-    EXPECT(roundtrip("GET /ambassador/v0/check_ready HTTP/1.1\r\n\r\n", &r, false) == 0);
-    EXPECT(r.status == 503);
-    free(r.body);
-    EXPECT(roundtrip("GET /live HTTP/1.1\r\n\r\n", &r, false) == 0);
-    EXPECT(r.status == 200);
-    free(r.body);
-    EXPECT(roundtrip("GET /ambassador/v0/check_alive HTTP/1.1\r\n\r\n", &r, false) == 0);
-    EXPECT(r.status == 200);
-    free(r.body);
-    EXPECT(roundtrip("GET /routes HTTP/1.1\r\n\r\n", &r, false) == 0);
-    EXPECT(r.status == 200 && strcmp(header(&r, "Content-Type"), "application/json") == 0);
+    static const struct {
+        const char *req;
+        int status;
+        const char *body; /* NULL: any */
+    } probes[] = {
+        { "GET /ready HTTP/1.1\r\nHost: x\r\n\r\n", 503, "no route table yet\n" },
+        { "GET /ambassador/v0/check_ready HTTP/1.1\r\n\r\n", 503, NULL },
+        { "GET /live HTTP/1.1\r\n\r\n", 200, NULL },
+        { "GET /ambassador/v0/check_alive HTTP/1.1\r\n\r\n", 200, NULL },
+    };
+    for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
+        EXPECT_MSG(answers(probes[i].req, &r, probes[i].status, probes[i].body), "%.40s: %d \"%s\"",
+                   probes[i].req, r.status, r.body ? r.body : "");
+    EXPECT(answers("GET /routes HTTP/1.1\r\n\r\n", &r, 200, NULL));
+    EXPECT(header(&r, "Content-Type") &&
+           strcmp(header(&r, "Content-Type"), "application/json") == 0);
     o = json_tokener_parse(r.body);
     EXPECT(o != NULL);
-    EXPECT(json_object_get_int64(json_object_object_get(o, "version")) == 0);
+    EXPECT(harness_json_int(o, "version") == 0);
     EXPECT(json_object_array_length(json_object_object_get(o, "routes")) == 0);
     EXPECT(json_object_array_length(json_object_object_get(o, "errors")) == 0);
 out:
     json_object_put(o);
-    free(r.body);
-    uv_async_send(&done_async);
-    return NULL;
+    return client_end(NULL, &r);
 }
 
 START_TEST(admin_before_first_snapshot)
 {
-    px_snapshot_clear();
     run_with_client(client_before_snapshot);
 }
 END_TEST
@@ -275,77 +259,59 @@ static void *client_after_snapshot(void *arg)
     struct resp r = { 0 };
     json_object *o = NULL;
     char *routes_body = NULL;
-    EXPECT(roundtrip("GET /ready HTTP/1.1\r\n\r\n", &r, false) == 0);
-    EXPECT(r.status == 200 && strcmp(r.body, "ready\n") == 0);
-    free(r.body);
+    EXPECT(answers("GET /ready HTTP/1.1\r\n\r\n", &r, 200, "ready\n"));
 
-    EXPECT(roundtrip("GET /routes HTTP/1.1\r\n\r\n", &r, false) == 0);
-    EXPECT(r.status == 200);
+    EXPECT(answers("GET /routes HTTP/1.1\r\n\r\n", &r, 200, NULL));
     routes_body = r.body;
     r.body = NULL;
     o = json_tokener_parse(routes_body);
     EXPECT(o != NULL);
-    EXPECT(json_object_get_int64(json_object_object_get(o, "version")) == 42);
-    const char *at = json_object_get_string(json_object_object_get(o, "applied_at"));
-    EXPECT(at && strlen(at) == 24 && at[10] == 'T' && at[23] == 'Z');
+    EXPECT(harness_json_int(o, "version") == 42);
+    const char *at = harness_json_str(o, "applied_at");
+    EXPECT(strlen(at) == 24 && at[10] == 'T' && at[23] == 'Z');
     json_object *routes = json_object_object_get(o, "routes");
     EXPECT(json_object_array_length(routes) == 2);
+    static const char *const r0_fields[][2] = {
+        { "upstream", "httpbin.org:80" }, { "namespace", "default" }, { "prefix", "/httpbin/" },
+        { "host", "example.com" },        { "rewrite", "/" },
+    };
     json_object *r0 = json_object_array_get_idx(routes, 0);
-    EXPECT(strcmp(json_object_get_string(json_object_object_get(r0, "upstream")),
-                  "httpbin.org:80") == 0);
-    EXPECT(strcmp(json_object_get_string(json_object_object_get(r0, "namespace")), "default") == 0);
-    EXPECT(strcmp(json_object_get_string(json_object_object_get(r0, "prefix")), "/httpbin/") == 0);
-    EXPECT(strcmp(json_object_get_string(json_object_object_get(r0, "host")), "example.com") == 0);
-    EXPECT(strcmp(json_object_get_string(json_object_object_get(r0, "rewrite")), "/") == 0);
+    for (size_t i = 0; i < sizeof(r0_fields) / sizeof(r0_fields[0]); i++)
+        EXPECT_MSG(strcmp(harness_json_str(r0, r0_fields[i][0]), r0_fields[i][1]) == 0,
+                   "routes[0].%s is \"%s\"", r0_fields[i][0],
+                   harness_json_str(r0, r0_fields[i][0]));
     json_object *r1 = json_object_array_get_idx(routes, 1);
-    EXPECT(strcmp(json_object_get_string(json_object_object_get(r1, "upstream")),
-                  "[fd00::1]:8080") == 0);
+    EXPECT(strcmp(harness_json_str(r1, "upstream"), "[fd00::1]:8080") == 0);
     /* Absent optional fields are shown as null, present in every route. */
     json_object *m = NULL;
     EXPECT(json_object_object_get_ex(r1, "method", &m) && m == NULL);
     json_object *errors = json_object_object_get(o, "errors");
     EXPECT(json_object_array_length(errors) == 1);
-    EXPECT(strcmp(json_object_get_string(
-                      json_object_object_get(json_object_array_get_idx(errors, 0), "message")),
+    EXPECT(strcmp(harness_json_str(json_object_array_get_idx(errors, 0), "message"),
                   "missing required field") == 0);
 
     /* The Ambassador alias serves the same document. */
-    EXPECT(roundtrip("GET /ambassador/v0/diag/?json=true HTTP/1.1\r\n\r\n", &r, false) == 0);
-    EXPECT(r.status == 200 && strcmp(r.body, routes_body) == 0);
-    free(r.body);
-    r.body = NULL;
+    EXPECT(answers("GET /ambassador/v0/diag/?json=true HTTP/1.1\r\n\r\n", &r, 200, routes_body));
 
     /* HEAD: same length, no body. */
     EXPECT(roundtrip("HEAD /routes HTTP/1.1\r\n\r\n", &r, true) == 0);
     EXPECT(r.status == 200 &&
            strtoul(header(&r, "Content-Length"), NULL, 10) == strlen(routes_body));
-    free(r.body);
-    r.body = NULL;
 
-    EXPECT(roundtrip("POST /ready HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", &r, false) == 0);
-    EXPECT(r.status == 405 && strcmp(header(&r, "Allow"), "GET, HEAD") == 0);
-    free(r.body);
-    r.body = NULL;
-    EXPECT(roundtrip("GET /nope HTTP/1.1\r\n\r\n", &r, false) == 0);
-    EXPECT(r.status == 404);
-    free(r.body);
-    r.body = NULL;
-    EXPECT(roundtrip("GET /readyz HTTP/1.1\r\n\r\n", &r, false) == 0);
-    EXPECT(r.status == 404);
+    EXPECT(answers("POST /ready HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", &r, 405, NULL));
+    EXPECT(header(&r, "Allow") && strcmp(header(&r, "Allow"), "GET, HEAD") == 0);
+    EXPECT(answers("GET /nope HTTP/1.1\r\n\r\n", &r, 404, NULL));
+    EXPECT(answers("GET /readyz HTTP/1.1\r\n\r\n", &r, 404, NULL));
 out:
     json_object_put(o);
     free(routes_body);
-    free(r.body);
-    uv_async_send(&done_async);
-    return NULL;
+    return client_end(NULL, &r);
 }
 
 START_TEST(admin_after_snapshot)
 {
-    px_snapshot_clear();
     publish_example();
     run_with_client(client_after_snapshot);
-    px_snapshot_clear();
 }
 END_TEST
 
@@ -359,54 +325,43 @@ static void *client_keep_alive(void *arg)
     /* Sequential requests on one connection. */
     for (int i = 0; i < 3; i++) {
         EXPECT(send_str(c, "GET /live HTTP/1.1\r\nHost: a\r\n\r\n") == 0);
-        EXPECT(read_resp(c, &r, false) == 0 && r.status == 200);
+        EXPECT(reads(c, &r, false, 200, NULL));
         EXPECT(header(&r, "Connection") == NULL);
-        free(r.body);
-        r.body = NULL;
     }
-    /* Pipelined: three requests in one write, answered in order. */
+    /* Pipelined: four requests in one write, answered in order. */
+    static const struct {
+        bool head_only;
+        int status;
+        const char *body; /* NULL: any */
+    } pipelined[] = {
+        { false, 503, NULL }, { false, 404, NULL }, { true, 200, NULL }, { false, 200, "alive\n" }
+    };
     EXPECT(send_str(c, "GET /ready HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n"
                        "HEAD /live HTTP/1.1\r\n\r\nGET /live HTTP/1.1\r\n\r\n") == 0);
-    EXPECT(read_resp(c, &r, false) == 0 && r.status == 503);
-    free(r.body);
-    EXPECT(read_resp(c, &r, false) == 0 && r.status == 404);
-    free(r.body);
-    EXPECT(read_resp(c, &r, true) == 0 && r.status == 200);
-    free(r.body);
-    EXPECT(read_resp(c, &r, false) == 0 && r.status == 200 && strcmp(r.body, "alive\n") == 0);
-    free(r.body);
-    r.body = NULL;
+    for (size_t i = 0; i < sizeof(pipelined) / sizeof(pipelined[0]); i++)
+        EXPECT_MSG(reads(c, &r, pipelined[i].head_only, pipelined[i].status, pipelined[i].body),
+                   "pipelined answer %zu: %d", i, r.status);
     /* Connection: close is honoured. */
     EXPECT(send_str(c, "GET /live HTTP/1.1\r\nConnection: close\r\n\r\n") == 0);
-    EXPECT(read_resp(c, &r, false) == 0 && r.status == 200);
+    EXPECT(reads(c, &r, false, 200, NULL));
     EXPECT(header(&r, "Connection") && strcmp(header(&r, "Connection"), "close") == 0);
     EXPECT(closed_by_peer(c));
     close(c->fd);
-    free(r.body);
-    r.body = NULL;
 
     /* HTTP/1.0 closes unless asked otherwise, and keeps alive when asked. */
     EXPECT(cli_connect(c) == 0);
     EXPECT(send_str(c, "GET /live HTTP/1.0\r\nConnection: keep-alive\r\n\r\n") == 0);
-    EXPECT(read_resp(c, &r, false) == 0 && r.status == 200);
+    EXPECT(reads(c, &r, false, 200, NULL));
     EXPECT(header(&r, "Connection") && strcasecmp(header(&r, "Connection"), "keep-alive") == 0);
-    free(r.body);
-    r.body = NULL;
     EXPECT(send_str(c, "GET /live HTTP/1.0\r\n\r\n") == 0);
-    EXPECT(read_resp(c, &r, false) == 0 && r.status == 200);
+    EXPECT(reads(c, &r, false, 200, NULL));
     EXPECT(closed_by_peer(c));
 out:
-    if (c->fd >= 0)
-        close(c->fd);
-    free(c);
-    free(r.body);
-    uv_async_send(&done_async);
-    return NULL;
+    return client_end(c, &r);
 }
 
 START_TEST(admin_keep_alive_pipelining_and_close)
 {
-    px_snapshot_clear();
     run_with_client(client_keep_alive);
 }
 END_TEST
@@ -416,79 +371,56 @@ static void *client_limits(void *arg)
     (void)arg;
     struct resp r = { 0 };
     struct conn *c = xmalloc(sizeof(*c));
-    char *big = xmalloc(10000);
+    char *big = NULL;
     c->fd = -1;
 
-    /* A head over 8 KiB: 431 and closed, even when it arrives in pieces. */
-    EXPECT(cli_connect(c) == 0);
-    EXPECT(send_str(c, "GET /live HTTP/1.1\r\n") == 0);
-    memset(big, 'a', 9000);
-    memcpy(big, "X-Big: ", 7);
-    memcpy(big + 9000, "\r\n\r\n", 5);
-    EXPECT(send_str(c, big) == 0);
-    EXPECT(read_resp(c, &r, false) == 0 && r.status == 431);
-    EXPECT(closed_by_peer(c));
-    close(c->fd);
-    free(r.body);
-    r.body = NULL;
-
-    /* Just under the cap is fine. */
-    EXPECT(cli_connect(c) == 0);
-    memset(big, 'a', 8000);
-    memcpy(big, "GET /live HTTP/1.1\r\nX-Big: ", 27);
-    memcpy(big + 8000, "\r\n\r\n", 5);
-    EXPECT(send_str(c, big) == 0);
-    EXPECT(read_resp(c, &r, false) == 0 && r.status == 200);
-    close(c->fd);
-    free(r.body);
-    r.body = NULL;
-
-    /* A URL over the cap. */
-    EXPECT(cli_connect(c) == 0);
-    memset(big, 'a', 9500);
-    memcpy(big, "GET /", 5);
-    memcpy(big + 9500, " HTTP/1.1\r\n\r\n", 14);
-    EXPECT(send_str(c, big) == 0);
-    EXPECT(read_resp(c, &r, false) == 0 && r.status == 431);
-    close(c->fd);
-    free(r.body);
-    r.body = NULL;
-
-    /* Not HTTP: 400 and closed. */
-    EXPECT(cli_connect(c) == 0);
-    EXPECT(send_str(c, "HELLO\x01 WORLD\r\n\r\n") == 0);
-    EXPECT(read_resp(c, &r, false) == 0 && r.status == 400);
-    EXPECT(closed_by_peer(c));
-    close(c->fd);
-    free(r.body);
-    r.body = NULL;
-
-    /* A body over the cap on a request nobody wants a body for. */
-    EXPECT(cli_connect(c) == 0);
-    EXPECT(send_str(c, "POST /live HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n") == 0);
-    /* Exactly one byte over, so the server has read everything when it closes (unread
-     * bytes would turn its close into a reset that could eat the response). */
-    memset(big, 'b', 8192);
-    big[8192] = '\0';
-    for (int i = 0; i < 8; i++)
-        EXPECT(send_str(c, big) == 0);
-    EXPECT(send_str(c, "b") == 0);
-    EXPECT(read_resp(c, &r, false) == 0 && r.status == 413);
-    close(c->fd);
-    c->fd = -1;
-out:
-    if (c->fd >= 0)
+    /* Each on a new connection: `first` (when set) on its own, then prefix padded with fill to
+     * total bytes, then suffix; the answer must have this status, and the connection must be
+     * closed after it when `closes`. */
+    static const struct {
+        const char *what;
+        const char *first, *prefix;
+        char fill;
+        size_t total;
+        const char *suffix;
+        int status;
+        bool closes;
+    } caps[] = {
+        /* A head over 8 KiB: 431 and closed, even when it arrives in pieces. */
+        { "head over the cap", "GET /live HTTP/1.1\r\n", "X-Big: ", 'a', 9000, "\r\n\r\n", 431,
+          true },
+        /* Just under the cap is fine. */
+        { "head under the cap", NULL, "GET /live HTTP/1.1\r\nX-Big: ", 'a', 8000, "\r\n\r\n", 200,
+          false },
+        { "URL over the cap", NULL, "GET /", 'a', 9500, " HTTP/1.1\r\n\r\n", 431, false },
+        /* Not HTTP: 400 and closed. */
+        { "not HTTP", NULL, "HELLO\x01 WORLD\r\n\r\n", 0, 0, "", 400, true },
+        /* A body over the cap on a request nobody wants a body for. Exactly one byte over
+         * (64 KiB + 1), so the server has read everything when it closes (unread bytes would
+         * turn its close into a reset that could eat the response). */
+        { "body over the cap", "POST /live HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n", "", 'b',
+          8 * 8192 + 1, "", 413, false },
+    };
+    for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+        free(big);
+        big = padded(caps[i].prefix, caps[i].fill, caps[i].total, caps[i].suffix);
+        EXPECT_MSG(cli_connect(c) == 0, "%s: no connection", caps[i].what);
+        EXPECT_MSG(caps[i].first == NULL || send_str(c, caps[i].first) == 0, "%s: not sent",
+                   caps[i].what);
+        EXPECT_MSG(send_str(c, big) == 0, "%s: not sent", caps[i].what);
+        EXPECT_MSG(reads(c, &r, false, caps[i].status, NULL), "%s: answered %d", caps[i].what,
+                   r.status);
+        EXPECT_MSG(!caps[i].closes || closed_by_peer(c), "%s: connection kept", caps[i].what);
         close(c->fd);
-    free(c);
+        c->fd = -1;
+    }
+out:
     free(big);
-    free(r.body);
-    uv_async_send(&done_async);
-    return NULL;
+    return client_end(c, &r);
 }
 
 START_TEST(admin_enforces_caps)
 {
-    px_snapshot_clear();
     run_with_client(client_limits);
 }
 END_TEST
@@ -496,7 +428,7 @@ END_TEST
 START_TEST(admin_bad_address)
 {
     uv_loop_t loop;
-    log_configure(LOG_LEVEL_ERROR + 1, LOG_FORMAT_LOGFMT, "test");
+    harness_quiet_logs();
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     ck_assert_int_eq(px_admin_start(&loop, "127.0.0.1"), UV_EINVAL);
     pick_port();
@@ -513,25 +445,15 @@ START_TEST(admin_bad_address)
     ck_assert_int_eq(listen(fd, 1), 0);
     ck_assert_int_eq(px_admin_start(&loop, hostport), UV_EADDRINUSE);
     close(fd);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    harness_close_loop(&loop);
 }
 END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("admin");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, admin_before_first_snapshot);
-    tcase_add_test(tc, admin_after_snapshot);
-    tcase_add_test(tc, admin_keep_alive_pipelining_and_close);
-    tcase_add_test(tc, admin_enforces_caps);
-    tcase_add_test(tc, admin_bad_address);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        admin_before_first_snapshot, admin_after_snapshot, admin_keep_alive_pipelining_and_close,
+        admin_enforces_caps,         admin_bad_address,    NULL,
+    };
+    return harness_main("admin", 60, px_snapshot_clear, px_snapshot_clear, tests);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "harness.h"
 #include "strmap.h"
 
 static struct cache cache;
@@ -153,19 +154,14 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("cache");
-    TCase *tc = tcase_create("cache");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, cache_upsert_reports_only_real_changes);
-    tcase_add_test(tc, cache_remove_only_when_present);
-    tcase_add_test(tc, cache_sweep_removes_unseen_entries_of_its_origin_only);
-    tcase_add_test(tc, cache_entry_moving_origin_survives_sweep_of_the_old_one);
-    tcase_add_test(tc, cache_list_is_sorted_by_namespace_then_name);
-    tcase_add_test(tc, strmap_put_get_del_and_grow);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        cache_upsert_reports_only_real_changes,
+        cache_remove_only_when_present,
+        cache_sweep_removes_unseen_entries_of_its_origin_only,
+        cache_entry_moving_origin_survives_sweep_of_the_old_one,
+        cache_list_is_sorted_by_namespace_then_name,
+        strmap_put_get_del_and_grow,
+        NULL,
+    };
+    return harness_main("cache", 0, setup, teardown, tests);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "harness.h"
 #include "log.h"
 #include "opts.h"
 #include "utf8.h"
@@ -148,19 +149,15 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("common");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, buf_append_past_cap_fails_and_keeps_content);
-    tcase_add_test(tc, buf_printf_longer_than_scratch);
-    tcase_add_test(tc, log_logfmt_quotes_values_and_filters_levels);
-    tcase_add_test(tc, log_json_is_one_object_per_line);
-    tcase_add_test(tc, parse_hostport_forms);
-    tcase_add_test(tc, parse_uint_is_strict);
-    tcase_add_test(tc, utf8_scrub_replaces_cut_and_invalid_sequences);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        buf_append_past_cap_fails_and_keeps_content,
+        buf_printf_longer_than_scratch,
+        log_logfmt_quotes_values_and_filters_levels,
+        log_json_is_one_object_per_line,
+        parse_hostport_forms,
+        parse_uint_is_strict,
+        utf8_scrub_replaces_cut_and_invalid_sequences,
+        NULL,
+    };
+    return harness_main("common", 0, NULL, NULL, tests);
 }

@@ -4,16 +4,12 @@
  * client in a second thread, which records the first failed expectation as a message and
  * wakes the loop to stop when done. The main thread asserts after joining it. */
 #include <check.h>
-#include <errno.h>
 #include <json-c/json.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
@@ -21,7 +17,7 @@
 #include "buf.h"
 #include "control.h"
 #include "frame.h"
-#include "log.h"
+#include "harness.h"
 #include "route.h"
 #include "snapshot.h"
 #include "xalloc.h"
@@ -33,44 +29,18 @@ static void make_dir(void)
     snprintf(dir, sizeof(dir), "/tmp/legate-ctl-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(sock_path, sizeof(sock_path), "%s/control.sock", dir);
-    log_configure(LOG_LEVEL_ERROR + 1, LOG_FORMAT_LOGFMT, "test"); /* quiet */
+    harness_quiet_logs();
     px_snapshot_clear();
 }
 
 static void remove_dir(void)
 {
+    px_snapshot_clear();
     unlink(sock_path);
     rmdir(dir);
 }
 
 /* ---- blocking client ---- */
-
-static int cli_connect(void)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        close(fd);
-        return -1;
-    }
-    struct timeval tv = { .tv_sec = 20 };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-}
-
-static int send_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 static int send_frame(int fd, const char *payload, size_t len)
 {
@@ -78,36 +48,21 @@ static int send_frame(int fd, const char *payload, size_t len)
     buf_init(&b, len + 4);
     int rc = frame_encode(&b, payload, len);
     if (rc == 0)
-        rc = send_all(fd, b.data, b.len);
+        rc = harness_send_all(fd, b.data, b.len);
     buf_free(&b);
     return rc;
-}
-
-static int read_all(int fd, void *p, size_t n)
-{
-    char *c = p;
-    while (n > 0) {
-        ssize_t r = recv(fd, c, n, 0);
-        if (r == 0)
-            return 0;
-        if (r < 0)
-            return -1;
-        c += r;
-        n -= (size_t)r;
-    }
-    return 1;
 }
 
 /* Reads one frame as JSON. Returns the object, or NULL on EOF, error or bad JSON. */
 static json_object *read_msg(int fd)
 {
     unsigned char h[4];
-    if (read_all(fd, h, 4) != 1)
+    if (harness_recv_all(fd, h, 4) != 1)
         return NULL;
     size_t n = ((size_t)h[0] << 24) | ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3];
     char *p = xmalloc(n + 1);
     json_object *o = NULL;
-    if (read_all(fd, p, n) == 1) {
+    if (harness_recv_all(fd, p, n) == 1) {
         p[n] = '\0';
         o = json_tokener_parse(p);
     }
@@ -115,24 +70,37 @@ static json_object *read_msg(int fd)
     return o;
 }
 
-/* True when the peer has closed: recv sees EOF (or a reset) rather than data or a timeout. */
-static bool closed_by_peer(int fd)
+/* Connects as a controller and reads the proxy's first message. Returns the descriptor, or -1
+ * (nothing open) when either fails; the message goes to *hello (the caller's to free), or is
+ * dropped when hello is NULL. */
+static int cli_open(json_object **hello)
 {
-    char c;
-    ssize_t r = recv(fd, &c, 1, 0);
-    return r == 0 || (r < 0 && errno == ECONNRESET);
+    int fd = harness_connect_unix(sock_path, 20);
+    json_object *m = fd >= 0 ? read_msg(fd) : NULL;
+    if (m == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (hello)
+        *hello = m;
+    else
+        json_object_put(m);
+    return fd;
 }
 
-static const char *str_field(json_object *o, const char *k)
+/* True when m is a message of this type, and of this version unless version is -1. */
+static bool is_msg(json_object *m, const char *type, int64_t version)
 {
-    json_object *v;
-    return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "";
+    return m != NULL && strcmp(harness_json_str(m, "type"), type) == 0 &&
+           (version < 0 || harness_json_int(m, "version") == version);
 }
 
-static int64_t int_field(json_object *o, const char *k)
+/* Frees *m and forgets it, so that a client's `out:` does not free it again. */
+static void drop(json_object **m)
 {
-    json_object *v;
-    return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : -1;
+    json_object_put(*m);
+    *m = NULL;
 }
 
 /* A snapshot message with n routes "/r<i>/" to one cluster, optionally broken (the last route
@@ -154,39 +122,33 @@ static char *snapshot_text(int64_t version, size_t n, const char *cluster_ref, b
     return buf_steal(&b);
 }
 
+/* Sends snapshot_text(version, n, cluster_ref, regex) as one frame and returns the answer, or
+ * NULL when sending or reading it fails. */
+static json_object *exchange_snapshot(int fd, int64_t version, size_t n, const char *cluster_ref,
+                                      bool regex)
+{
+    char *text = snapshot_text(version, n, cluster_ref, regex);
+    json_object *m = send_frame(fd, text, strlen(text)) == 0 ? read_msg(fd) : NULL;
+    free(text);
+    return m;
+}
+
 /* ---- harness ---- */
 
-static char failure[512];
-#define EXPECT(cond)                                                                               \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            snprintf(failure, sizeof(failure), "line %d: %s", __LINE__, #cond);                    \
-            goto out;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-static uv_async_t done_async;
-
-static void on_done(uv_async_t *a)
+/* Each client's last words: frees what it holds, closes fd (when open), ends the run. */
+static void *client_end(json_object *m, char *text, int fd)
 {
-    px_control_stop();
-    uv_close((uv_handle_t *)a, NULL);
+    json_object_put(m);
+    free(text);
+    if (fd >= 0)
+        close(fd);
+    return harness_client_done();
 }
 
 /* Runs the control server until client() returns, then stops it and checks the loop closes. */
-static void run_with_client(void *(*client)(void *))
+static void run_with_client(harness_client_cb client)
 {
-    uv_loop_t loop;
-    pthread_t th;
-    failure[0] = '\0';
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    ck_assert_int_eq(px_control_start(&loop, sock_path), 0);
-    uv_async_init(&loop, &done_async, on_done);
-    ck_assert_int_eq(pthread_create(&th, NULL, client, NULL), 0);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    pthread_join(th, NULL);
-    ck_assert_int_eq(uv_loop_close(&loop), 0); /* every handle was closed */
-    ck_assert_msg(failure[0] == '\0', "%s", failure);
+    harness_serve(px_control_start, px_control_stop, sock_path, client);
 }
 
 static uint64_t current_version(void)
@@ -204,23 +166,17 @@ static void *client_snapshot_ack_nack(void *arg)
     (void)arg;
     json_object *m = NULL;
     char *text = NULL;
-    int fd = cli_connect();
+    int fd = cli_open(&m);
     EXPECT(fd >= 0);
-    m = read_msg(fd);
-    EXPECT(m && strcmp(str_field(m, "type"), "hello") == 0);
-    EXPECT(int_field(m, "protocol") == 1 && int_field(m, "version") == 0);
-    EXPECT(int_field(m, "pid") == getpid());
-    json_object_put(m);
+    EXPECT(is_msg(m, "hello", 0));
+    EXPECT(harness_json_int(m, "protocol") == 1);
+    EXPECT(harness_json_int(m, "pid") == getpid());
+    drop(&m);
 
-    text = snapshot_text(42, 3, "up:80", false);
-    EXPECT(send_frame(fd, text, strlen(text)) == 0);
-    free(text);
-    text = NULL;
-    m = read_msg(fd);
-    EXPECT(m && strcmp(str_field(m, "type"), "ack") == 0);
-    EXPECT(int_field(m, "version") == 42 && int_field(m, "routes") == 3);
-    EXPECT(int_field(m, "clusters") == 1 && int_field(m, "apply_us") >= 0);
-    json_object_put(m);
+    m = exchange_snapshot(fd, 42, 3, "up:80", false);
+    EXPECT(is_msg(m, "ack", 42) && harness_json_int(m, "routes") == 3);
+    EXPECT(harness_json_int(m, "clusters") == 1 && harness_json_int(m, "apply_us") >= 0);
+    drop(&m);
     EXPECT(current_version() == 42);
     struct px_snapshot *s = px_snapshot_current();
     bool ok = s && s->table->nroutes == 3 && strcmp(s->table->routes[2].prefix, "/r2/") == 0 &&
@@ -229,92 +185,77 @@ static void *client_snapshot_ack_nack(void *arg)
     EXPECT(ok);
 
     /* Refused snapshots: nack with the reason, old table kept, connection kept. */
-    text = snapshot_text(43, 2, "nowhere:80", false);
-    EXPECT(send_frame(fd, text, strlen(text)) == 0);
-    free(text);
-    text = NULL;
-    m = read_msg(fd);
-    EXPECT(m && strcmp(str_field(m, "type"), "nack") == 0 && int_field(m, "version") == 43);
-    EXPECT(strstr(str_field(m, "reason"), "unknown cluster \"nowhere:80\"") != NULL);
-    json_object_put(m);
-    EXPECT(current_version() == 42);
-
-    text = snapshot_text(44, 2, "up:80", true);
-    EXPECT(send_frame(fd, text, strlen(text)) == 0);
-    free(text);
-    text = NULL;
-    m = read_msg(fd);
-    EXPECT(m && strcmp(str_field(m, "type"), "nack") == 0 && int_field(m, "version") == 44);
-    EXPECT(strstr(str_field(m, "reason"), "prefix_regex") != NULL);
-    json_object_put(m);
-    EXPECT(current_version() == 42);
+    static const struct {
+        int64_t version;
+        const char *cluster_ref;
+        bool regex;
+        const char *reason;
+    } refused[] = {
+        { 43, "nowhere:80", false, "unknown cluster \"nowhere:80\"" },
+        { 44, "up:80", true, "prefix_regex" },
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        m = exchange_snapshot(fd, refused[i].version, 2, refused[i].cluster_ref, refused[i].regex);
+        EXPECT_MSG(is_msg(m, "nack", refused[i].version), "version %lld: no nack",
+                   (long long)refused[i].version);
+        EXPECT_MSG(strstr(harness_json_str(m, "reason"), refused[i].reason) != NULL,
+                   "version %lld: reason \"%s\"", (long long)refused[i].version,
+                   harness_json_str(m, "reason"));
+        drop(&m);
+        EXPECT(current_version() == 42);
+    }
 
     const char *proto2 = "{\"type\":\"snapshot\",\"protocol\":2,\"version\":45,\"routes\":[],"
                          "\"clusters\":[],\"errors\":[]}";
     EXPECT(send_frame(fd, proto2, strlen(proto2)) == 0);
     m = read_msg(fd);
-    EXPECT(m && strcmp(str_field(m, "type"), "nack") == 0);
-    EXPECT(strstr(str_field(m, "reason"), "protocol") != NULL);
-    json_object_put(m);
+    EXPECT(is_msg(m, "nack", -1));
+    EXPECT(strstr(harness_json_str(m, "reason"), "protocol") != NULL);
+    drop(&m);
 
     /* Still the same connection, and a resent version is applied again. */
-    text = snapshot_text(42, 1, "up:80", false);
-    EXPECT(send_frame(fd, text, strlen(text)) == 0);
-    m = read_msg(fd);
-    EXPECT(m && strcmp(str_field(m, "type"), "ack") == 0 && int_field(m, "routes") == 1);
-    json_object_put(m);
-    m = NULL;
+    m = exchange_snapshot(fd, 42, 1, "up:80", false);
+    EXPECT(is_msg(m, "ack", 42) && harness_json_int(m, "routes") == 1);
+    drop(&m);
 
     /* A frame split across writes, then two frames in one write: one ack each, in order. */
     struct buf two;
     buf_init(&two, 1 << 20);
-    free(text);
     text = snapshot_text(50, 2, "up:80", false);
     frame_encode(&two, text, strlen(text));
-    bool sent = send_all(fd, two.data, 3) == 0 && usleep(20000) == 0 &&
-                send_all(fd, two.data + 3, 10) == 0 && usleep(20000) == 0 &&
-                send_all(fd, two.data + 13, two.len - 13) == 0;
+    bool sent = harness_send_all(fd, two.data, 3) == 0 && usleep(20000) == 0 &&
+                harness_send_all(fd, two.data + 3, 10) == 0 && usleep(20000) == 0 &&
+                harness_send_all(fd, two.data + 13, two.len - 13) == 0;
     buf_reset(&two);
     free(text);
     text = snapshot_text(51, 3, "up:80", false);
     frame_encode(&two, text, strlen(text));
     frame_encode(&two, text, strlen(text));
-    sent = sent && send_all(fd, two.data, two.len) == 0;
+    sent = sent && harness_send_all(fd, two.data, two.len) == 0;
     buf_free(&two);
     EXPECT(sent);
     int64_t want[][2] = { { 50, 2 }, { 51, 3 }, { 51, 3 } };
     for (int i = 0; i < 3; i++) {
         m = read_msg(fd);
-        EXPECT(m && strcmp(str_field(m, "type"), "ack") == 0);
-        EXPECT(int_field(m, "version") == want[i][0] && int_field(m, "routes") == want[i][1]);
-        json_object_put(m);
-        m = NULL;
+        EXPECT(is_msg(m, "ack", want[i][0]) && harness_json_int(m, "routes") == want[i][1]);
+        drop(&m);
     }
     EXPECT(current_version() == 51);
     close(fd);
 
     /* A new controller is told what is being served. */
-    fd = cli_connect();
-    m = read_msg(fd);
-    EXPECT(m && int_field(m, "version") == 51);
+    fd = cli_open(&m);
+    EXPECT(is_msg(m, "hello", 51));
 out:
-    json_object_put(m);
-    free(text);
-    if (fd >= 0)
-        close(fd);
-    uv_async_send(&done_async);
-    return NULL;
+    return client_end(m, text, fd);
 }
 
 START_TEST(control_hello_snapshot_ack_and_nack)
 {
-    make_dir();
     run_with_client(client_snapshot_ack_nack);
     ck_assert_uint_eq(current_version(), 51);
     /* The socket file goes away with the server. */
     ck_assert_int_ne(access(sock_path, F_OK), 0);
-    px_snapshot_clear();
-    remove_dir();
 }
 END_TEST
 
@@ -322,74 +263,61 @@ static void *client_garbage(void *arg)
 {
     (void)arg;
     json_object *m = NULL;
-    char *text = snapshot_text(7, 2, "up:80", false);
-    int fd = cli_connect();
+    int fd = cli_open(NULL);
     EXPECT(fd >= 0);
-    m = read_msg(fd);
-    EXPECT(m != NULL);
-    json_object_put(m);
-    m = NULL;
-    EXPECT(send_frame(fd, text, strlen(text)) == 0);
-    m = read_msg(fd);
-    EXPECT(m && strcmp(str_field(m, "type"), "ack") == 0);
-    json_object_put(m);
-    m = NULL;
+    m = exchange_snapshot(fd, 7, 2, "up:80", false);
+    EXPECT(is_msg(m, "ack", 7));
+    drop(&m);
 
-    /* Not JSON: dropped without an answer, table unchanged. */
-    EXPECT(send_frame(fd, "hello there", 11) == 0);
-    EXPECT(closed_by_peer(fd));
-    close(fd);
-    EXPECT(current_version() == 7);
-
-    /* JSON followed by more bytes in the same frame is not one object either. */
-    fd = cli_connect();
-    EXPECT(fd >= 0);
-    json_object_put(read_msg(fd));
-    EXPECT(send_frame(fd, "{\"type\":\"snapshot\"} x", 21) == 0);
-    EXPECT(closed_by_peer(fd));
-    close(fd);
-
-    /* A length over the 64 MiB cap: closed before any payload is sent. */
-    fd = cli_connect();
-    EXPECT(fd >= 0);
-    json_object_put(read_msg(fd));
-    EXPECT(send_all(fd, "\x04\x00\x00\x01", 4) == 0);
-    EXPECT(closed_by_peer(fd));
-    close(fd);
-
-    /* Valid JSON of an unknown type: a nack, then the connection closes. */
-    fd = cli_connect();
-    EXPECT(fd >= 0);
-    json_object_put(read_msg(fd));
-    EXPECT(send_frame(fd, "{\"type\":\"delta\",\"version\":8}", 28) == 0);
-    m = read_msg(fd);
-    EXPECT(m && strcmp(str_field(m, "type"), "nack") == 0 && int_field(m, "version") == 8);
-    EXPECT(strstr(str_field(m, "reason"), "unknown message type \"delta\"") != NULL);
-    EXPECT(closed_by_peer(fd));
-    close(fd);
-    EXPECT(current_version() == 7);
+    /* Each of these ends the connection and leaves the table as it was. The first goes on the
+     * connection that applied version 7, the others each on a new one. */
+    static const struct {
+        const char *what;
+        const char *bytes;
+        size_t len;
+        bool framed;        /* sent as a frame's payload, else as they are */
+        const char *reason; /* a nack with this reason comes first; NULL: no answer */
+    } closing[] = {
+        { "not JSON", "hello there", 11, true, NULL },
+        /* JSON followed by more bytes in the same frame is not one object either. */
+        { "JSON and more", "{\"type\":\"snapshot\"} x", 21, true, NULL },
+        /* A length over the 64 MiB cap: closed before any payload is sent. */
+        { "over the cap", "\x04\x00\x00\x01", 4, false, NULL },
+        /* Valid JSON of an unknown type: a nack, then the close. */
+        { "unknown type", "{\"type\":\"delta\",\"version\":8}", 28, true,
+          "unknown message type \"delta\"" },
+    };
+    for (size_t i = 0; i < sizeof(closing) / sizeof(closing[0]); i++) {
+        if (fd < 0)
+            fd = cli_open(NULL);
+        EXPECT_MSG(fd >= 0, "%s: no connection", closing[i].what);
+        int rc = closing[i].framed ? send_frame(fd, closing[i].bytes, closing[i].len)
+                                   : harness_send_all(fd, closing[i].bytes, closing[i].len);
+        EXPECT_MSG(rc == 0, "%s: not sent", closing[i].what);
+        if (closing[i].reason) {
+            m = read_msg(fd);
+            EXPECT_MSG(is_msg(m, "nack", 8), "%s: no nack", closing[i].what);
+            EXPECT_MSG(strstr(harness_json_str(m, "reason"), closing[i].reason) != NULL,
+                       "%s: reason \"%s\"", closing[i].what, harness_json_str(m, "reason"));
+            drop(&m);
+        }
+        EXPECT_MSG(harness_is_closed_by_peer(fd), "%s: connection kept", closing[i].what);
+        close(fd);
+        fd = -1;
+        EXPECT_MSG(current_version() == 7, "%s: table changed", closing[i].what);
+    }
 
     /* And the server still serves. */
-    fd = cli_connect();
+    fd = cli_open(&m);
     EXPECT(fd >= 0);
-    json_object_put(m);
-    m = read_msg(fd);
-    EXPECT(m && strcmp(str_field(m, "type"), "hello") == 0 && int_field(m, "version") == 7);
+    EXPECT(is_msg(m, "hello", 7));
 out:
-    json_object_put(m);
-    free(text);
-    if (fd >= 0)
-        close(fd);
-    uv_async_send(&done_async);
-    return NULL;
+    return client_end(m, NULL, fd);
 }
 
 START_TEST(control_garbage_and_oversized_frames_close)
 {
-    make_dir();
     run_with_client(client_garbage);
-    px_snapshot_clear();
-    remove_dir();
 }
 END_TEST
 
@@ -397,37 +325,25 @@ static void *client_replace(void *arg)
 {
     (void)arg;
     json_object *m = NULL;
-    char *text = snapshot_text(9, 1, "up:80", false);
-    int b = -1, a = cli_connect();
+    int b = -1, a = cli_open(NULL);
     EXPECT(a >= 0);
-    json_object_put(read_msg(a));
-    b = cli_connect();
+    b = cli_open(&m);
     EXPECT(b >= 0);
-    m = read_msg(b);
-    EXPECT(m && strcmp(str_field(m, "type"), "hello") == 0);
+    EXPECT(is_msg(m, "hello", -1));
+    drop(&m);
     /* The older controller is dropped; the newer one is served. */
-    EXPECT(closed_by_peer(a));
-    EXPECT(send_frame(b, text, strlen(text)) == 0);
-    json_object_put(m);
-    m = read_msg(b);
-    EXPECT(m && strcmp(str_field(m, "type"), "ack") == 0 && int_field(m, "version") == 9);
+    EXPECT(harness_is_closed_by_peer(a));
+    m = exchange_snapshot(b, 9, 1, "up:80", false);
+    EXPECT(is_msg(m, "ack", 9));
 out:
-    json_object_put(m);
-    free(text);
     if (a >= 0)
         close(a);
-    if (b >= 0)
-        close(b);
-    uv_async_send(&done_async);
-    return NULL;
+    return client_end(m, NULL, b);
 }
 
 START_TEST(control_newer_connection_replaces_older)
 {
-    make_dir();
     run_with_client(client_replace);
-    px_snapshot_clear();
-    remove_dir();
 }
 END_TEST
 
@@ -437,31 +353,20 @@ static void *client_big(void *arg)
 {
     (void)arg;
     json_object *m = NULL;
-    char *text = snapshot_text(100, 100000, "up:80", false);
-    int fd = cli_connect();
+    int fd = cli_open(NULL);
     EXPECT(fd >= 0);
-    json_object_put(read_msg(fd));
-    EXPECT(send_frame(fd, text, strlen(text)) == 0);
-    m = read_msg(fd);
-    EXPECT(m && strcmp(str_field(m, "type"), "ack") == 0 && int_field(m, "routes") == 100000);
-    big_apply_us = int_field(m, "apply_us");
+    m = exchange_snapshot(fd, 100, 100000, "up:80", false);
+    EXPECT(is_msg(m, "ack", 100) && harness_json_int(m, "routes") == 100000);
+    big_apply_us = harness_json_int(m, "apply_us");
 out:
-    json_object_put(m);
-    free(text);
-    if (fd >= 0)
-        close(fd);
-    uv_async_send(&done_async);
-    return NULL;
+    return client_end(m, NULL, fd);
 }
 
 START_TEST(control_applies_100k_route_snapshot)
 {
-    make_dir();
     run_with_client(client_big);
     fprintf(stderr, "control: 100000-route snapshot applied in %lld us\n", (long long)big_apply_us);
     ck_assert_uint_eq(current_version(), 100);
-    px_snapshot_clear();
-    remove_dir();
 }
 END_TEST
 
@@ -469,7 +374,6 @@ START_TEST(control_socket_path_checks)
 {
     uv_loop_t loop;
     struct stat st;
-    make_dir();
     ck_assert_int_eq(uv_loop_init(&loop), 0);
 
     /* Missing directory: an error, not a mkdir. */
@@ -507,26 +411,19 @@ START_TEST(control_socket_path_checks)
     longpath[sizeof(longpath) - 1] = '\0';
     ck_assert_int_eq(px_control_start(&loop, longpath), UV_ENAMETOOLONG);
 
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
-    remove_dir();
+    harness_close_loop(&loop);
 }
 END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("control");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, control_hello_snapshot_ack_and_nack);
-    tcase_add_test(tc, control_garbage_and_oversized_frames_close);
-    tcase_add_test(tc, control_newer_connection_replaces_older);
-    tcase_add_test(tc, control_applies_100k_route_snapshot);
-    tcase_add_test(tc, control_socket_path_checks);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        control_hello_snapshot_ack_and_nack,
+        control_garbage_and_oversized_frames_close,
+        control_newer_connection_replaces_older,
+        control_applies_100k_route_snapshot,
+        control_socket_path_checks,
+        NULL,
+    };
+    return harness_main("control", 120, make_dir, remove_dir, tests);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "edge.h"
+#include "harness.h"
 #include "route.h"
 #include "xalloc.h"
 
@@ -165,16 +166,12 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("edge");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, edge_client_address_follows_envoy);
-    tcase_add_test(tc, edge_ip_allow_and_deny);
-    tcase_add_test(tc, edge_scheme_redirect_and_server_line);
-    tcase_add_test(tc, edge_ip_rules_parse_and_contain);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        edge_client_address_follows_envoy,
+        edge_ip_allow_and_deny,
+        edge_scheme_redirect_and_server_line,
+        edge_ip_rules_parse_and_contain,
+        NULL,
+    };
+    return harness_main("edge", 0, NULL, NULL, tests);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "frame.h"
+#include "harness.h"
 
 START_TEST(frame_encode_is_big_endian_length_then_payload)
 {
@@ -158,18 +159,14 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("frame");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, frame_encode_is_big_endian_length_then_payload);
-    tcase_add_test(tc, frame_encode_past_cap_leaves_buffer_unchanged);
-    tcase_add_test(tc, frame_decode_byte_by_byte);
-    tcase_add_test(tc, frame_decode_many_in_one_feed);
-    tcase_add_test(tc, frame_decode_at_cap_and_over);
-    tcase_add_test(tc, frame_decoder_feed_over_buffer_cap);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        frame_encode_is_big_endian_length_then_payload,
+        frame_encode_past_cap_leaves_buffer_unchanged,
+        frame_decode_byte_by_byte,
+        frame_decode_many_in_one_feed,
+        frame_decode_at_cap_and_over,
+        frame_decoder_feed_over_buffer_cap,
+        NULL,
+    };
+    return harness_main("frame", 0, NULL, NULL, tests);
 }

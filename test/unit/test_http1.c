@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "harness.h"
 #include "http1.h"
 #include "xalloc.h"
 
@@ -739,45 +740,41 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("http1");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, h1_records_target_and_headers_as_slices);
-    tcase_add_test(tc, h1_head_split_across_reads_gives_the_same_slices);
-    tcase_add_test(tc, h1_shift_keeps_slices_after_compaction);
-    tcase_add_test(tc, h1_body_bytes_of_one_parse_are_made_contiguous);
-    tcase_add_test(tc, h1_pipelined_requests_pause_at_each_end);
-    tcase_add_test(tc, h1_refuses_obs_fold);
-    tcase_add_test(tc, h1_refuses_transfer_encoding_on_http10);
-    tcase_add_test(tc, h1_refuses_ambiguous_framing);
-    tcase_add_test(tc, h1_refuses_space_in_header_name);
-    tcase_add_test(tc, h1_host_rules);
-    tcase_add_test(tc, h1_version_and_method_checks);
-    tcase_add_test(tc, h1_caps_target_and_head);
-    tcase_add_test(tc, h1_request_head_drops_hop_by_hop_and_sets_forwarding_headers);
-    tcase_add_test(tc, h1_request_head_appends_to_x_forwarded_for);
-    tcase_add_test(tc, h1_request_head_keeps_content_length_and_rechunks);
-    tcase_add_test(tc, h1_request_head_references_header_runs);
-    tcase_add_test(tc, h1_response_head_relays_status_and_sets_connection);
-    tcase_add_test(tc, h1_response_interim_then_final);
-    tcase_add_test(tc, h1_response_to_head_has_no_body);
-    tcase_add_test(tc, h1_response_body_until_close);
-    tcase_add_test(tc, h1_response_errors_are_502);
-    tcase_add_test(tc, h1_chunk_line);
-    tcase_add_test(tc, h1_local_response_bytes);
-    tcase_add_test(tc, h1_hop_by_hop_names);
-    tcase_add_test(tc, h1_arena_reset_keeps_first_chunk);
-    tcase_add_test(tc, h1_refuses_bare_line_endings);
-    tcase_add_test(tc, h1_refuses_chunk_data_not_followed_by_crlf);
-    tcase_add_test(tc, h1_valid_chunked_request_passes_bytewise);
-    tcase_add_test(tc, h1_caps_chunk_extensions);
-    tcase_add_test(tc, h1_refuses_empty_header_name);
-    tcase_add_test(tc, h1_refuses_bad_transfer_encoding);
-    tcase_add_test(tc, h1_request_target_and_host_syntax);
-    tcase_add_test(tc, h1_response_framing_checks);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    const TTest *const tests[] = {
+        h1_records_target_and_headers_as_slices,
+        h1_head_split_across_reads_gives_the_same_slices,
+        h1_shift_keeps_slices_after_compaction,
+        h1_body_bytes_of_one_parse_are_made_contiguous,
+        h1_pipelined_requests_pause_at_each_end,
+        h1_refuses_obs_fold,
+        h1_refuses_transfer_encoding_on_http10,
+        h1_refuses_ambiguous_framing,
+        h1_refuses_space_in_header_name,
+        h1_host_rules,
+        h1_version_and_method_checks,
+        h1_caps_target_and_head,
+        h1_request_head_drops_hop_by_hop_and_sets_forwarding_headers,
+        h1_request_head_appends_to_x_forwarded_for,
+        h1_request_head_keeps_content_length_and_rechunks,
+        h1_request_head_references_header_runs,
+        h1_response_head_relays_status_and_sets_connection,
+        h1_response_interim_then_final,
+        h1_response_to_head_has_no_body,
+        h1_response_body_until_close,
+        h1_response_errors_are_502,
+        h1_chunk_line,
+        h1_local_response_bytes,
+        h1_hop_by_hop_names,
+        h1_arena_reset_keeps_first_chunk,
+        h1_refuses_bare_line_endings,
+        h1_refuses_chunk_data_not_followed_by_crlf,
+        h1_valid_chunked_request_passes_bytewise,
+        h1_caps_chunk_extensions,
+        h1_refuses_empty_header_name,
+        h1_refuses_bad_transfer_encoding,
+        h1_request_target_and_host_syntax,
+        h1_response_framing_checks,
+        NULL,
+    };
+    return harness_main("http1", 0, NULL, NULL, tests);
 }

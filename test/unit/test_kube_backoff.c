@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "harness.h"
 #include "kube_internal.h"
 
 static struct kube_backoff fresh(void)
@@ -94,17 +95,13 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("kube_backoff");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, backoff_doubles_from_800ms_with_jitter_in_d_2d);
-    tcase_add_test(tc, backoff_never_reaches_the_cap_and_keeps_jitter_there);
-    tcase_add_test(tc, backoff_random_delays_fill_d_to_2d);
-    tcase_add_test(tc, backoff_resets_after_two_quiet_minutes);
-    tcase_add_test(tc, rand_range_stays_in_bounds);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        backoff_doubles_from_800ms_with_jitter_in_d_2d,
+        backoff_never_reaches_the_cap_and_keeps_jitter_there,
+        backoff_random_delays_fill_d_to_2d,
+        backoff_resets_after_two_quiet_minutes,
+        rand_range_stays_in_bounds,
+        NULL,
+    };
+    return harness_main("kube_backoff", 0, NULL, NULL, tests);
 }

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "kube_internal.h"
 
 static char tmp[256];
@@ -488,29 +489,24 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("kube_config");
-    TCase *tc = tcase_create("core");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, kubeconfig_reads_every_field_and_resolves_relative_paths);
-    tcase_add_test(tc, kubeconfig_data_fields_and_insecure);
-    tcase_add_test(tc, kubeconfig_bad_base64_names_file_and_line);
-    tcase_add_test(tc, kubeconfig_server_must_be_a_url_with_a_host);
-    tcase_add_test(tc, kubeconfig_missing_current_context_is_an_error);
-    tcase_add_test(tc, kubeconfig_dangling_names_are_errors);
-    tcase_add_test(tc, kubeconfig_list_merges_first_value_wins);
-    tcase_add_test(tc, kubeconfig_exec_plugin);
-    tcase_add_test(tc, kubeconfig_unreadable_ca_and_unsupported_auth_fail_early);
-    tcase_add_test(tc, resolve_in_cluster_from_serviceaccount_dir);
-    tcase_add_test(tc, resolve_in_cluster_without_token_fails);
-    tcase_add_test(tc, resolve_precedence_flag_then_cluster_then_env_then_home);
-    tcase_add_test(tc, resolve_nothing_found_says_what_was_tried);
-    tcase_add_test(tc, base64_decodes_and_rejects);
-    tcase_add_test(tc, time_parses_rfc3339_forms);
-    tcase_add_test(tc, exec_credential_token_cert_and_errors);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        kubeconfig_reads_every_field_and_resolves_relative_paths,
+        kubeconfig_data_fields_and_insecure,
+        kubeconfig_bad_base64_names_file_and_line,
+        kubeconfig_server_must_be_a_url_with_a_host,
+        kubeconfig_missing_current_context_is_an_error,
+        kubeconfig_dangling_names_are_errors,
+        kubeconfig_list_merges_first_value_wins,
+        kubeconfig_exec_plugin,
+        kubeconfig_unreadable_ca_and_unsupported_auth_fail_early,
+        resolve_in_cluster_from_serviceaccount_dir,
+        resolve_in_cluster_without_token_fails,
+        resolve_precedence_flag_then_cluster_then_env_then_home,
+        resolve_nothing_found_says_what_was_tried,
+        base64_decodes_and_rejects,
+        time_parses_rfc3339_forms,
+        exec_credential_token_cert_and_errors,
+        NULL,
+    };
+    return harness_main("kube_config", 0, setup, teardown, tests);
 }

@@ -8,6 +8,7 @@
 
 #include <json-c/json.h>
 
+#include "harness.h"
 #include "kube_internal.h"
 #include "log.h"
 
@@ -247,9 +248,5 @@ int main(void)
     tcase_add_test(rep, report_forgets_services_not_seen_in_a_compile);
     tcase_add_test(rep, report_rate_limit_drops_past_the_burst);
     suite_add_tcase(s, rep);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return harness_run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "kube_internal.h"
 
 #define MAX_LINES 16
@@ -30,6 +31,37 @@ static void lines_free(struct lines *l)
     l->n = 0;
 }
 
+/* A splitter with a cap and the lines it has handed out. */
+struct split {
+    struct kube_split s;
+    struct lines l;
+};
+
+static void split_open(struct split *sp, size_t cap, int stop_after)
+{
+    kube_split_init(&sp->s, cap);
+    sp->l = (struct lines){ .stop_after = stop_after };
+}
+
+static int split_feed(struct split *sp, const char *p, size_t n)
+{
+    return kube_split_feed(&sp->s, p, n, on_line, &sp->l);
+}
+
+static void split_close(struct split *sp)
+{
+    lines_free(&sp->l);
+    kube_split_free(&sp->s);
+}
+
+/* Asserts that exactly the n lines of want were handed out, in order. */
+static void check_lines(const struct lines *l, const char *const *want, size_t n)
+{
+    ck_assert_uint_eq(l->n, n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_str_eq(l->v[i], want[i]);
+}
+
 static const char stream[] = "{\"type\":\"ADDED\",\"object\":{\"a\":1}}\n"
                              "{\"type\":\"BOOKMARK\"}\n"
                              "{\"type\":\"MODIFIED\",\"object\":{\"b\":\"x\\ny\"}}\n";
@@ -39,28 +71,19 @@ static const char *const want[] = {
     "{\"type\":\"MODIFIED\",\"object\":{\"b\":\"x\\ny\"}}",
 };
 
-static void check_want(const struct lines *l)
-{
-    ck_assert_uint_eq(l->n, 3);
-    for (size_t i = 0; i < 3; i++)
-        ck_assert_str_eq(l->v[i], want[i]);
-}
-
 START_TEST(split_every_two_cut_points_gives_the_same_events)
 {
     size_t n = strlen(stream);
     for (size_t i = 0; i <= n; i++) {
         for (size_t j = i; j <= n; j++) {
-            struct kube_split s;
-            struct lines l = { 0 };
-            kube_split_init(&s, 1024);
-            ck_assert_int_eq(kube_split_feed(&s, stream, i, on_line, &l), 0);
-            ck_assert_int_eq(kube_split_feed(&s, stream + i, j - i, on_line, &l), 0);
-            ck_assert_int_eq(kube_split_feed(&s, stream + j, n - j, on_line, &l), 0);
-            check_want(&l);
-            ck_assert_uint_eq(kube_split_pending(&s), 0);
-            lines_free(&l);
-            kube_split_free(&s);
+            struct split sp;
+            split_open(&sp, 1024, 0);
+            ck_assert_int_eq(split_feed(&sp, stream, i), 0);
+            ck_assert_int_eq(split_feed(&sp, stream + i, j - i), 0);
+            ck_assert_int_eq(split_feed(&sp, stream + j, n - j), 0);
+            check_lines(&sp.l, want, 3);
+            ck_assert_uint_eq(kube_split_pending(&sp.s), 0);
+            split_close(&sp);
         }
     }
 }
@@ -68,45 +91,36 @@ END_TEST
 
 START_TEST(split_one_byte_at_a_time)
 {
-    struct kube_split s;
-    struct lines l = { 0 };
-    kube_split_init(&s, 1024);
+    struct split sp;
+    split_open(&sp, 1024, 0);
     for (size_t i = 0; stream[i]; i++)
-        ck_assert_int_eq(kube_split_feed(&s, stream + i, 1, on_line, &l), 0);
-    check_want(&l);
-    lines_free(&l);
-    kube_split_free(&s);
+        ck_assert_int_eq(split_feed(&sp, stream + i, 1), 0);
+    check_lines(&sp.l, want, 3);
+    split_close(&sp);
 }
 END_TEST
 
 START_TEST(split_holds_an_unfinished_line_until_its_newline)
 {
-    struct kube_split s;
-    struct lines l = { 0 };
-    kube_split_init(&s, 1024);
-    ck_assert_int_eq(kube_split_feed(&s, "{\"a\":1}\n{\"b\"", 12, on_line, &l), 0);
-    ck_assert_uint_eq(l.n, 1);
-    ck_assert_uint_eq(kube_split_pending(&s), 4);
-    ck_assert_int_eq(kube_split_feed(&s, ":2}\n", 4, on_line, &l), 0);
-    ck_assert_uint_eq(l.n, 2);
-    ck_assert_str_eq(l.v[1], "{\"b\":2}");
-    lines_free(&l);
-    kube_split_free(&s);
+    struct split sp;
+    split_open(&sp, 1024, 0);
+    ck_assert_int_eq(split_feed(&sp, "{\"a\":1}\n{\"b\"", 12), 0);
+    ck_assert_uint_eq(sp.l.n, 1);
+    ck_assert_uint_eq(kube_split_pending(&sp.s), 4);
+    ck_assert_int_eq(split_feed(&sp, ":2}\n", 4), 0);
+    check_lines(&sp.l, (const char *const[]){ "{\"a\":1}", "{\"b\":2}" }, 2);
+    split_close(&sp);
 }
 END_TEST
 
 START_TEST(split_strips_crlf_and_skips_empty_lines)
 {
-    struct kube_split s;
-    struct lines l = { 0 };
-    kube_split_init(&s, 1024);
+    struct split sp;
+    split_open(&sp, 1024, 0);
     const char *in = "\n{}\r\n\r\n\n[1]\n";
-    ck_assert_int_eq(kube_split_feed(&s, in, strlen(in), on_line, &l), 0);
-    ck_assert_uint_eq(l.n, 2);
-    ck_assert_str_eq(l.v[0], "{}");
-    ck_assert_str_eq(l.v[1], "[1]");
-    lines_free(&l);
-    kube_split_free(&s);
+    ck_assert_int_eq(split_feed(&sp, in, strlen(in)), 0);
+    check_lines(&sp.l, (const char *const[]){ "{}", "[1]" }, 2);
+    split_close(&sp);
 }
 END_TEST
 
@@ -115,60 +129,52 @@ START_TEST(split_line_at_the_cap_passes_one_over_fails)
     char line[40];
     memset(line, 'x', 16);
     line[16] = '\n';
-    struct kube_split s;
-    struct lines l = { 0 };
-    kube_split_init(&s, 16);
+    struct split sp;
+    split_open(&sp, 16, 0);
     /* Exactly the cap, whole in one feed and cut across two. */
-    ck_assert_int_eq(kube_split_feed(&s, line, 17, on_line, &l), 0);
-    ck_assert_int_eq(kube_split_feed(&s, line, 9, on_line, &l), 0);
-    ck_assert_int_eq(kube_split_feed(&s, line + 9, 8, on_line, &l), 0);
-    ck_assert_uint_eq(l.n, 2);
-    ck_assert_uint_eq(strlen(l.v[1]), 16);
+    ck_assert_int_eq(split_feed(&sp, line, 17), 0);
+    ck_assert_int_eq(split_feed(&sp, line, 9), 0);
+    ck_assert_int_eq(split_feed(&sp, line + 9, 8), 0);
+    ck_assert_uint_eq(sp.l.n, 2);
+    ck_assert_uint_eq(strlen(sp.l.v[1]), 16);
 
     /* One byte over: in one feed, */
     memset(line, 'y', 17);
     line[17] = '\n';
-    ck_assert_int_eq(kube_split_feed(&s, line, 18, on_line, &l), -E2BIG);
+    ck_assert_int_eq(split_feed(&sp, line, 18), -E2BIG);
     /* across feeds (the tail alone passes the cap before any newline), */
-    kube_split_reset(&s);
-    ck_assert_int_eq(kube_split_feed(&s, line, 10, on_line, &l), 0);
-    ck_assert_int_eq(kube_split_feed(&s, line + 10, 8, on_line, &l), -E2BIG);
+    kube_split_reset(&sp.s);
+    ck_assert_int_eq(split_feed(&sp, line, 10), 0);
+    ck_assert_int_eq(split_feed(&sp, line + 10, 8), -E2BIG);
     /* and without any newline at all: the buffer never grows past the cap. */
-    kube_split_reset(&s);
-    ck_assert_int_eq(kube_split_feed(&s, line, 17, on_line, &l), -E2BIG);
-    ck_assert_uint_le(kube_split_pending(&s), 16);
-    ck_assert_uint_eq(l.n, 2);
-    lines_free(&l);
-    kube_split_free(&s);
+    kube_split_reset(&sp.s);
+    ck_assert_int_eq(split_feed(&sp, line, 17), -E2BIG);
+    ck_assert_uint_le(kube_split_pending(&sp.s), 16);
+    ck_assert_uint_eq(sp.l.n, 2);
+    split_close(&sp);
 }
 END_TEST
 
 START_TEST(split_callback_can_stop_the_feed)
 {
-    struct kube_split s;
-    struct lines l = { .stop_after = 2 };
-    kube_split_init(&s, 1024);
-    ck_assert_int_eq(kube_split_feed(&s, stream, strlen(stream), on_line, &l), 7);
-    ck_assert_uint_eq(l.n, 2);
-    lines_free(&l);
-    kube_split_free(&s);
+    struct split sp;
+    split_open(&sp, 1024, 2);
+    ck_assert_int_eq(split_feed(&sp, stream, strlen(stream)), 7);
+    ck_assert_uint_eq(sp.l.n, 2);
+    split_close(&sp);
 }
 END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("kube_split");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, split_every_two_cut_points_gives_the_same_events);
-    tcase_add_test(tc, split_one_byte_at_a_time);
-    tcase_add_test(tc, split_holds_an_unfinished_line_until_its_newline);
-    tcase_add_test(tc, split_strips_crlf_and_skips_empty_lines);
-    tcase_add_test(tc, split_line_at_the_cap_passes_one_over_fails);
-    tcase_add_test(tc, split_callback_can_stop_the_feed);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        split_every_two_cut_points_gives_the_same_events,
+        split_one_byte_at_a_time,
+        split_holds_an_unfinished_line_until_its_newline,
+        split_strips_crlf_and_skips_empty_lines,
+        split_line_at_the_cap_passes_one_over_fails,
+        split_callback_can_stop_the_feed,
+        NULL,
+    };
+    return harness_main("kube_split", 0, NULL, NULL, tests);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "kube_internal.h"
 #include "log.h"
 
@@ -176,20 +177,15 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("kube_watch");
-    TCase *tc = tcase_create("core");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, watch_added_modified_deleted_reach_the_cache);
-    tcase_add_test(tc, watch_bookmark_moves_only_the_rv);
-    tcase_add_test(tc, watch_error_410_expired_or_gone_asks_for_a_relist);
-    tcase_add_test(tc, watch_bad_lines_drop_the_stream);
-    tcase_add_test(tc, decide_clean_end_rewatches_at_once_but_a_short_empty_one_backs_off);
-    tcase_add_test(tc, decide_expired_relists_and_a_second_expiry_backs_off);
-    tcase_add_test(tc, decide_errors);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        watch_added_modified_deleted_reach_the_cache,
+        watch_bookmark_moves_only_the_rv,
+        watch_error_410_expired_or_gone_asks_for_a_relist,
+        watch_bad_lines_drop_the_stream,
+        decide_clean_end_rewatches_at_once_but_a_short_empty_one_backs_off,
+        decide_expired_relists_and_a_second_expiry_backs_off,
+        decide_errors,
+        NULL,
+    };
+    return harness_main("kube_watch", 0, setup, teardown, tests);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cors.h"
+#include "harness.h"
 #include "lb.h"
 #include "policy.h"
 #include "route.h"
@@ -364,24 +365,20 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("policy");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, policy_pick_follows_the_weights);
-    tcase_add_test(tc, policy_random_differs_per_thread);
-    tcase_add_test(tc, policy_gauge_stops_at_its_limit);
-    tcase_add_test(tc, policy_bucket_refills_at_its_rate);
-    tcase_add_test(tc, policy_retry_decisions);
-    tcase_add_test(tc, policy_state_carries_over_by_key);
-    tcase_add_test(tc, policy_build_refuses_bad_groups);
-    tcase_add_test(tc, policy_metrics_text);
-    tcase_add_test(tc, cors_origin_matching);
-    tcase_add_test(tc, cors_header_lines);
-    tcase_add_test(tc, lb_rendezvous_is_consistent);
-    tcase_add_test(tc, lb_pick_policies);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        policy_pick_follows_the_weights,
+        policy_random_differs_per_thread,
+        policy_gauge_stops_at_its_limit,
+        policy_bucket_refills_at_its_rate,
+        policy_retry_decisions,
+        policy_state_carries_over_by_key,
+        policy_build_refuses_bad_groups,
+        policy_metrics_text,
+        cors_origin_matching,
+        cors_header_lines,
+        lb_rendezvous_is_consistent,
+        lb_pick_policies,
+        NULL,
+    };
+    return harness_main("policy", 0, NULL, NULL, tests);
 }

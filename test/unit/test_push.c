@@ -10,7 +10,7 @@
 #include <uv.h>
 
 #include "frame.h"
-#include "log.h"
+#include "harness.h"
 #include "push.h"
 #include "xalloc.h"
 
@@ -152,39 +152,9 @@ static void fake_listen(void)
 
 /* ---- loop helpers ---- */
 
-typedef bool (*pred_cb)(void);
-static pred_cb want;
-
-static void on_tick(uv_timer_t *t)
+static bool run_until(harness_pred_cb pred, unsigned timeout_ms)
 {
-    if (want())
-        uv_stop(t->loop);
-}
-
-static void on_deadline(uv_timer_t *t)
-{
-    uv_stop(t->loop);
-}
-
-static bool run_until(pred_cb pred, unsigned timeout_ms)
-{
-    uv_timer_t tick, deadline;
-    want = pred;
-    uv_timer_init(&loop, &tick);
-    uv_timer_init(&loop, &deadline);
-    uv_timer_start(&tick, on_tick, 2, 2);
-    uv_timer_start(&deadline, on_deadline, timeout_ms, 0);
-    if (!pred())
-        uv_run(&loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_close((uv_handle_t *)&deadline, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return pred();
-}
-
-static bool never(void)
-{
-    return false;
+    return harness_run_until(&loop, pred, timeout_ms);
 }
 
 /* Submits an empty table with this version. */
@@ -196,7 +166,7 @@ static void submit(uint64_t version)
 
 static void setup(void)
 {
-    log_configure(LOG_LEVEL_ERROR + 1, LOG_FORMAT_LOGFMT, "test");
+    harness_quiet_logs();
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     snprintf(sock_path, sizeof(sock_path), "/tmp/legate-push-%d.sock", (int)getpid());
     unlink(sock_path);
@@ -211,9 +181,18 @@ static void teardown(void)
     fake_close_conn();
     if (fake.listening)
         uv_close((uv_handle_t *)&fake.server, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    harness_close_loop(&loop);
     unlink(sock_path);
+}
+
+/* The fake proxy listening with this reply and hello protocol, and the controller's push
+ * started towards it. */
+static void start_with(int reply, int hello_protocol)
+{
+    fake_listen();
+    fake.reply = reply;
+    fake.hello_protocol = hello_protocol;
+    push = push_start(&loop, sock_path);
 }
 
 static bool one_ack(void)
@@ -223,8 +202,7 @@ static bool one_ack(void)
 
 START_TEST(push_sends_latest_after_hello_and_reads_ack)
 {
-    fake_listen();
-    push = push_start(&loop, sock_path);
+    start_with(REPLY_ACK, 1);
     submit(5); /* before the connection exists */
     ck_assert(run_until(one_ack, 3000));
     ck_assert_int_eq(fake.nversions, 1);
@@ -246,22 +224,20 @@ static bool got_two(void)
 
 START_TEST(push_sends_only_the_newest_after_the_ack)
 {
-    fake_listen();
-    fake.reply = REPLY_NONE;
-    push = push_start(&loop, sock_path);
+    start_with(REPLY_NONE, 1);
     submit(1);
     ck_assert(run_until(got_one, 3000));
     /* v1 is in flight: these replace each other; only v4 may follow. */
     submit(2);
     submit(3);
     submit(4);
-    run_until(never, 50);
+    harness_run_for(&loop, 50);
     ck_assert_int_eq(fake.nversions, 1);
     fake.reply = REPLY_ACK;
     fake_reply(fake.held, true);
     ck_assert(run_until(got_two, 3000));
     ck_assert_uint_eq(fake.versions[1], 4);
-    run_until(never, 50);
+    harness_run_for(&loop, 50);
     ck_assert_int_eq(fake.nversions, 2);
     ck_assert_uint_eq(push->acked_version, 4);
 }
@@ -276,7 +252,7 @@ START_TEST(push_reconnects_and_resends_latest)
 {
     push = push_start(&loop, sock_path); /* nobody listening yet */
     submit(7);
-    run_until(never, 250); /* a few failed attempts with backoff */
+    harness_run_for(&loop, 250); /* a few failed attempts with backoff */
     ck_assert_int_eq(push->connects, 0);
     ck_assert_int_eq(push->state == PUSH_WAITING || push->state == PUSH_CONNECTING, 1);
     fake_listen();
@@ -298,12 +274,10 @@ static bool one_nack(void)
 
 START_TEST(push_does_not_resend_a_nacked_snapshot)
 {
-    fake_listen();
-    fake.reply = REPLY_NACK;
-    push = push_start(&loop, sock_path);
+    start_with(REPLY_NACK, 1);
     submit(1);
     ck_assert(run_until(one_nack, 3000));
-    run_until(never, 100);
+    harness_run_for(&loop, 100);
     ck_assert_int_eq(fake.nversions, 1);
     fake.reply = REPLY_ACK;
     submit(2); /* the next change does go out */
@@ -320,9 +294,7 @@ static bool dropped(void)
 
 START_TEST(push_refuses_another_protocol)
 {
-    fake_listen();
-    fake.hello_protocol = 2;
-    push = push_start(&loop, sock_path);
+    start_with(REPLY_ACK, 2);
     submit(1);
     ck_assert_msg(run_until(dropped, 3000), "the controller kept the connection open");
     ck_assert_int_eq(fake.nversions, 0);
@@ -332,19 +304,13 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("push");
-    TCase *tc = tcase_create("push");
-    tcase_set_timeout(tc, 20);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, push_sends_latest_after_hello_and_reads_ack);
-    tcase_add_test(tc, push_sends_only_the_newest_after_the_ack);
-    tcase_add_test(tc, push_reconnects_and_resends_latest);
-    tcase_add_test(tc, push_does_not_resend_a_nacked_snapshot);
-    tcase_add_test(tc, push_refuses_another_protocol);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        push_sends_latest_after_hello_and_reads_ack,
+        push_sends_only_the_newest_after_the_ack,
+        push_reconnects_and_resends_latest,
+        push_does_not_resend_a_nacked_snapshot,
+        push_refuses_another_protocol,
+        NULL,
+    };
+    return harness_main("push", 20, setup, teardown, tests);
 }

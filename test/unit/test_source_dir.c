@@ -11,7 +11,7 @@
 #include <uv.h>
 
 #include "cache.h"
-#include "log.h"
+#include "harness.h"
 #include "source_dir.h"
 
 static uv_loop_t loop;
@@ -21,7 +21,7 @@ static char dir[64];
 
 static void setup(void)
 {
-    log_configure(LOG_LEVEL_ERROR + 1, LOG_FORMAT_LOGFMT, "test"); /* quiet */
+    harness_quiet_logs();
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     cache_init(&cache, NULL, NULL);
     snprintf(dir, sizeof(dir), "/tmp/legate-srcdir-XXXXXX");
@@ -32,8 +32,7 @@ static void setup(void)
 static void teardown(void)
 {
     source_dir_stop(src);
-    uv_run(&loop, UV_RUN_DEFAULT); /* lets the close callbacks free it */
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    harness_close_loop(&loop); /* the close callbacks free it */
     cache_free(&cache);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
@@ -67,35 +66,10 @@ static void remove_file(const char *name)
 
 /* ---- running the loop until something is true ---- */
 
-typedef bool (*pred_cb)(void);
-static pred_cb want;
-
-static void on_tick(uv_timer_t *t)
-{
-    if (want())
-        uv_stop(t->loop);
-}
-
-static void on_deadline(uv_timer_t *t)
-{
-    uv_stop(t->loop);
-}
-
 /* Runs the loop until pred holds or timeout_ms passes; returns pred's final value. */
-static bool run_until(pred_cb pred, unsigned timeout_ms)
+static bool run_until(harness_pred_cb pred, unsigned timeout_ms)
 {
-    uv_timer_t tick, deadline;
-    want = pred;
-    uv_timer_init(&loop, &tick);
-    uv_timer_init(&loop, &deadline);
-    uv_timer_start(&tick, on_tick, 5, 5);
-    uv_timer_start(&deadline, on_deadline, timeout_ms, 0);
-    if (!pred())
-        uv_run(&loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_close((uv_handle_t *)&deadline, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return pred();
+    return harness_run_until(&loop, pred, timeout_ms);
 }
 
 static unsigned long scans_before;
@@ -278,22 +252,16 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("source_dir");
-    TCase *tc = tcase_create("source_dir");
-    tcase_set_timeout(tc, 20);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, source_dir_reads_services_and_skips_the_rest);
-    tcase_add_test(tc, source_dir_notices_change_addition_and_deletion);
-    tcase_add_test(tc, source_dir_broken_file_keeps_its_services);
-    tcase_add_test(tc, source_dir_refuses_oversized_files);
-    tcase_add_test(tc, source_dir_first_file_wins_a_duplicate_service);
-    tcase_add_test(tc, source_dir_touch_without_change_is_not_a_change);
-    tcase_add_test(tc, source_dir_periodic_rescan_without_events);
-    tcase_add_test(tc, source_dir_start_fails_on_missing_directory);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        source_dir_reads_services_and_skips_the_rest,
+        source_dir_notices_change_addition_and_deletion,
+        source_dir_broken_file_keeps_its_services,
+        source_dir_refuses_oversized_files,
+        source_dir_first_file_wins_a_duplicate_service,
+        source_dir_touch_without_change_is_not_a_change,
+        source_dir_periodic_rescan_without_events,
+        source_dir_start_fails_on_missing_directory,
+        NULL,
+    };
+    return harness_main("source_dir", 20, setup, teardown, tests);
 }

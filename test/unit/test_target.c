@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "target.h"
 
 static bool eq(const char *p, size_t n, const char *want)
@@ -231,9 +232,5 @@ int main(void)
                         (int)(sizeof(norm_cases) / sizeof(norm_cases[0])));
     tcase_add_test(tc, target_normalize_is_idempotent_and_never_longer);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return harness_run_suite(s);
 }

@@ -33,17 +33,17 @@ show what a proxy forwards, not hide it behind limits of its own.
     echo.py --listen 127.0.0.1:0 --port-file F --name NAME --log F
 """
 
-import argparse
 import hashlib
 import http.client
 import http.server
 import itertools
 import json
-import os
 import sys
 import threading
 import time
 import urllib.parse
+
+from serving import Logger, arg_parser, serve_forever
 
 # http.client caps one header line at 64 KiB and a head at 100 headers; lift both so
 # oversized requests a proxy wrongly forwards are logged here rather than refused.
@@ -65,22 +65,6 @@ def pattern_bytes(n, offset=0):
 def slow_chunk(i):
     """Content of chunk i of /slow-chunked (i from 0)."""
     return ("chunk %d of the slow response;" % i).encode() + b"." * (i * 16)
-
-
-class Logger:
-    """Appends JSON lines to a file; one lock so threads do not interleave."""
-
-    def __init__(self, path):
-        self.lock = threading.Lock()
-        self.f = open(path, "a", encoding="utf-8") if path else None
-
-    def write(self, entry):
-        if not self.f:
-            return
-        line = json.dumps(entry, sort_keys=True) + "\n"
-        with self.lock:
-            self.f.write(line)
-            self.f.flush()
 
 
 class BodyError(Exception):
@@ -295,38 +279,18 @@ class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 128
 
 
-def split_hostport(s):
-    host, sep, port = s.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError("want HOST:PORT, got %r" % s)
-    return host.strip("[]") or "127.0.0.1", int(port)
+def make_server(args):
+    """The echo server for parsed arguments (--listen, --name, --log), not serving yet."""
+    Handler.name = args.name
+    Handler.logger = Logger(args.log)
+    return Server(args.listen, Handler)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="HTTP/1.1 echo upstream for Legate's tests")
-    ap.add_argument("--listen", type=split_hostport, default=("127.0.0.1", 0))
-    ap.add_argument("--port-file", help="write the bound port here once listening")
+    ap = arg_parser("HTTP/1.1 echo upstream for Legate's tests")
     ap.add_argument("--name", default="echo", help="reported as \"server\" in every answer")
-    ap.add_argument("--log", help="append one JSON line per request to this file")
     args = ap.parse_args(argv)
-
-    Handler.name = args.name
-    Handler.logger = Logger(args.log)
-    srv = Server(args.listen, Handler)
-    port = srv.server_address[1]
-    if args.port_file:
-        # Written atomically so a reader never sees a partial number.
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%d\n" % port)
-        os.rename(tmp, args.port_file)
-    print("echo %s listening on %s:%d" % (args.name, args.listen[0], port), file=sys.stderr)
-    sys.stderr.flush()
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return serve_forever(args, make_server(args), "echo %s" % args.name)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,8 @@ body {"conn_id", "seq", "path"} tells a test which connection served it.
     evil.py --listen 127.0.0.1:0 --port-file F --log F
 """
 
-import argparse
 import itertools
 import json
-import os
 import socket
 import struct
 import sys
@@ -39,20 +37,27 @@ import threading
 import time
 import urllib.parse
 
+from serving import Logger, arg_parser, run
+
 HEAD_MAX = 1 << 20
 
+# A whole second response, for a proxy to pass on as if the client had asked for it.
+SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
 
-class Logger:
-    def __init__(self, path):
-        self.lock = threading.Lock()
-        self.f = open(path, "a", encoding="utf-8") if path else None
-
-    def write(self, entry):
-        if not self.f:
-            return
-        with self.lock:
-            self.f.write(json.dumps(entry, sort_keys=True) + "\n")
-            self.f.flush()
+# The paths answered with fixed bytes: path -> (the bytes, whether the connection goes on).
+CANNED = {
+    "/long-body": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" + SMUGGLED, True),
+    "/short-body": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", False),
+    "/bad-chunk": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+                   True),
+    "/chunk-no-crlf": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+                       True),
+    "/te-gzip": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8bnot really gzip",
+                 False),
+    "/cl-te": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"0\r\n\r\nhello", True),
+    "/bare-lf": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\nhello", True),
+}
 
 
 class Conn:
@@ -134,42 +139,23 @@ class Conn:
     def answer(self, path, q, target):
         """Answers one request; returns False when the connection must end."""
         s = self.sock
-        smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
+        if path in CANNED:
+            data, keep = CANNED[path]
+            s.sendall(data)
+            return keep
         if path == "/two-responses":
             gap = int(q.get("gap_ms", ["0"])[0])
             if gap:
                 s.sendall(self.good(target))
                 time.sleep(gap / 1000.0)
-                s.sendall(smuggled)
+                s.sendall(SMUGGLED)
             else:
-                s.sendall(self.good(target, smuggled))
-            return True
-        if path == "/long-body":
-            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" + smuggled)
-            return True
-        if path == "/short-body":
-            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
-            return False
-        if path == "/bad-chunk":
-            s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
-            return True
-        if path == "/chunk-no-crlf":
-            s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n")
+                s.sendall(self.good(target, SMUGGLED))
             return True
         if path == "/chunk-then-bad":
             s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
             time.sleep(0.3)
             s.sendall(b"-1\r\nxx\r\n0\r\n\r\n")
-            return True
-        if path == "/te-gzip":
-            s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8bnot really gzip")
-            return False
-        if path == "/cl-te":
-            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      b"0\r\n\r\nhello")
-            return True
-        if path == "/bare-lf":
-            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\nhello")
             return True
         if path == "/reset-mid":
             s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"r" * 1000)
@@ -188,39 +174,20 @@ class Conn:
         return True
 
 
-def split_hostport(v):
-    host, sep, port = v.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError("want HOST:PORT, got %r" % v)
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="misbehaving HTTP/1.1 upstream for Legate's tests")
-    ap.add_argument("--listen", type=split_hostport, default=("127.0.0.1", 0))
-    ap.add_argument("--port-file", help="write the bound port here once listening")
-    ap.add_argument("--log", help="append one JSON line per request to this file")
-    args = ap.parse_args(argv)
+    args = arg_parser("misbehaving HTTP/1.1 upstream for Legate's tests").parse_args(argv)
     logger = Logger(args.log)
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(args.listen)
     srv.listen(128)
-    port = srv.getsockname()[1]
-    if args.port_file:
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%d\n" % port)
-        os.rename(tmp, args.port_file)
-    print("evil upstream listening on %s:%d" % (args.listen[0], port), file=sys.stderr)
-    sys.stderr.flush()
-    try:
+
+    def accept_forever():
         while True:
             s, _ = srv.accept()
             threading.Thread(target=Conn(s, logger).serve, daemon=True).start()
-    except KeyboardInterrupt:
-        pass
-    return 0
+
+    return run(args, srv.getsockname()[1], "evil upstream", accept_forever)
 
 
 if __name__ == "__main__":

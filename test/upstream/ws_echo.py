@@ -12,16 +12,14 @@ test can tell that the proxy did not forward the upgrade.
 With --log, one JSON line per request head (method, path, headers) is appended.
 """
 
-import argparse
 import base64
 import hashlib
 import json
-import os
-import socket
 import socketserver
 import struct
 import sys
-import threading
+
+from serving import Logger, arg_parser, serve_forever
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -66,8 +64,7 @@ def frame(opcode, data, mask=None):
 
 
 class Handler(socketserver.StreamRequestHandler):
-    log = None
-    lock = threading.Lock()
+    logger = Logger(None)  # set by main()
 
     def handle(self):
         line = self.rfile.readline(65536).decode("latin-1").rstrip("\r\n")
@@ -84,10 +81,7 @@ class Handler(socketserver.StreamRequestHandler):
         parts = line.split()
         entry = {"method": parts[0] if parts else "", "path": parts[1] if len(parts) > 1 else "",
                  "headers": headers}
-        if Handler.log:
-            with Handler.lock:
-                with open(Handler.log, "a") as f:
-                    f.write(json.dumps(entry) + "\n")
+        Handler.logger.write(entry)
         if hd.get("upgrade", "").lower() != "websocket" or "sec-websocket-key" not in hd:
             body = json.dumps(entry).encode()
             self.wfile.write(b"HTTP/1.1 426 Upgrade Required\r\nContent-Type: application/json\r\n"
@@ -119,24 +113,9 @@ class Server(socketserver.ThreadingTCPServer):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="WebSocket echo upstream for Legate's tests")
-    ap.add_argument("--listen", default="127.0.0.1:0")
-    ap.add_argument("--port-file")
-    ap.add_argument("--log")
-    args = ap.parse_args(argv)
-    host, _, port = args.listen.rpartition(":")
-    Handler.log = args.log
-    srv = Server((host or "127.0.0.1", int(port)), Handler)
-    if args.port_file:
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%d\n" % srv.server_address[1])
-        os.rename(tmp, args.port_file)
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    return 0
+    args = arg_parser("WebSocket echo upstream for Legate's tests").parse_args(argv)
+    Handler.logger = Logger(args.log)
+    return serve_forever(args, Server(args.listen, Handler), "ws echo")
 
 
 if __name__ == "__main__":
