@@ -67,7 +67,10 @@ struct annotation_result {
     size_t nmappings;
     struct route_error *errors; /* the object was rejected */
     size_t nerrors;
-    struct route_error *warnings; /* recognised but not acted on (kinds not supported yet) */
+    /* Recognised but not acted on: a kind Legate does not read yet (the object is skipped:
+     * annotation_warning_is_skip), or a part of an object that is ignored (envoy_override,
+     * regex_type: unsafe, ...; the object is used unless it also has an error). */
+    struct route_error *warnings;
     size_t nwarnings;
     struct module *module; /* the annotation's valid `ambassador` Module, or NULL */
     size_t nignored;       /* documents for another ambassador_id */
@@ -78,6 +81,9 @@ struct annotation_result {
  * fails as a whole. Strings in *out are copies. */
 void annotation_parse(const char *text, size_t len, const struct annotation_opts *o,
                       struct annotation_result *out);
+/* Whether warning w, from annotation_parse, says that its object is skipped (a kind, or a
+ * Module, that Legate does not read yet) rather than used with a part of it ignored. */
+bool annotation_warning_is_skip(const struct route_error *w);
 /* Frees what *r owns and zeroes it. Safe on a zeroed result. */
 void annotation_result_free(struct annotation_result *r);
 /* Frees what a mapping owns (its route fields included). */

@@ -1,8 +1,6 @@
 #include "annotation_policy.h"
 
-#include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,65 +14,14 @@
 #define MAX_ORIGINS  64
 #define MAX_UPGRADES 8
 
-/* ---- reporting ---- */
-
-void policy_report(const struct policy_ctx *c, bool warn, const char *field, int line,
-                   const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    (warn ? c->warn : c->error)(c->arg, field, line, msg);
-}
-
-int policy_type_error(const struct policy_ctx *c, const char *field, const struct ytree_node *v,
-                      const char *expected)
-{
-    char got[96];
-    ytree_describe(v, got, sizeof(got));
-    ERR(field, v->line, "%s: expected %s, got %s", field, expected, got);
-}
-
-/* ---- scalars ---- */
-
-const char *policy_text(const struct policy_ctx *c, const char *field, const struct ytree_node *v)
-{
-    if (!ytree_is_text(v)) {
-        policy_type_error(c, field, v, "a non-empty string");
-        return NULL;
-    }
-    return v->value;
-}
-
-int policy_uint(const struct policy_ctx *c, const char *field, const struct ytree_node *v,
-                uint32_t min, uint32_t max, const char *unit, uint32_t *out)
-{
-    int64_t i;
-    int rc = ytree_get_int(v, &i);
-    if (rc == -EINVAL)
-        return policy_type_error(c, field, v, "an integer");
-    if (rc != 0 || i < min || i > max)
-        ERR(field, v->line, "%s: expected %u to %u%s, got %s", field, min, max, unit, v->value);
-    *out = (uint32_t)i;
-    return 0;
-}
-
-int policy_bool(const struct policy_ctx *c, const char *field, const struct ytree_node *v,
-                bool *out)
-{
-    if (ytree_get_bool(v, out) != 0)
-        return policy_type_error(c, field, v, "a boolean");
-    return 0;
-}
+/* ---- shapes ---- */
 
 /* A map whose keys are all among keys[0..n) (each once). */
-int policy_check_map(const struct policy_ctx *c, const char *field, const struct ytree_node *v,
+int policy_check_map(const struct value_ctx *c, const char *field, const struct ytree_node *v,
                      const char *const *keys, size_t n, const char *expected)
 {
     if (v->type != YTREE_MAP)
-        return policy_type_error(c, field, v, expected);
+        return value_type_error(c, field, v, expected);
     int rc = 0;
     for (size_t i = 0; i + 1 < v->nkids; i += 2) {
         const struct ytree_node *k = v->kids[i];
@@ -86,91 +33,58 @@ int policy_check_map(const struct policy_ctx *c, const char *field, const struct
         if (j == n) {
             char got[96];
             ytree_describe(k, got, sizeof(got));
-            policy_report(c, false, field, k->line, "%s: unknown key %s", field, got);
+            value_report(c, false, field, k->line, "%s: unknown key %s", field, got);
             rc = -EINVAL;
             continue;
         }
         for (size_t p = 0; p < i; p += 2)
             if (strcmp(v->kids[p]->value, k->value) == 0) {
-                policy_report(c, false, field, k->line, "%s: key \"%s\" given twice", field,
-                              k->value);
+                value_report(c, false, field, k->line, "%s: key \"%s\" given twice", field,
+                             k->value);
                 rc = -EINVAL;
             }
     }
     return rc;
 }
 
-static bool is_tchar(unsigned char ch)
-{
-    return isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch) != NULL;
-}
-
-bool policy_is_token(const char *s)
-{
-    if (*s == '\0')
-        return false;
-    for (; *s; s++)
-        if (!is_tchar((unsigned char)*s))
-            return false;
-    return true;
-}
-
-char *policy_lower_dup(const char *s)
-{
-    char *d = xstrdup(s);
-    for (char *p = d; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    return d;
-}
-
-/* Header values the proxy sends as written: no control characters (a CR or LF would split
- * the response). */
-static bool is_header_value(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return false;
-    return true;
-}
-
 /* ---- weight, shadow, timeouts ---- */
 
 static int p_weight(const struct ytree_node *v, struct route_policy *rp, struct mapping_policy *mp,
-                    const struct policy_ctx *c)
+                    const struct value_ctx *c)
 {
     (void)rp;
-    if (policy_uint(c, "weight", v, 0, 100, " percent", &mp->weight) != 0)
+    if (value_uint(c, "weight", v, 0, 100, " percent", &mp->weight) != 0)
         return -EINVAL;
     mp->weight_set = true;
     return 0;
 }
 
 static int p_shadow(const struct ytree_node *v, struct route_policy *rp, struct mapping_policy *mp,
-                    const struct policy_ctx *c)
+                    const struct value_ctx *c)
 {
     (void)rp;
-    return policy_bool(c, "shadow", v, &mp->shadow);
+    return value_bool(c, "shadow", v, &mp->shadow);
 }
 
 static int p_idle_timeout(const struct ytree_node *v, struct route_policy *rp,
-                          struct mapping_policy *mp, const struct policy_ctx *c)
+                          struct mapping_policy *mp, const struct value_ctx *c)
 {
     (void)mp;
-    return policy_uint(c, "idle_timeout_ms", v, 0, UINT32_MAX, " milliseconds",
-                       &rp->idle_timeout_ms);
+    return value_uint(c, "idle_timeout_ms", v, 0, UINT32_MAX, " milliseconds",
+                      &rp->idle_timeout_ms);
 }
 
 static int cluster_ms(const char *field, const struct ytree_node *v, uint32_t *dst, unsigned bit,
-                      unsigned *set, const struct policy_ctx *c)
+                      unsigned *set, const struct value_ctx *c)
 {
-    if (policy_uint(c, field, v, 0, UINT32_MAX, " milliseconds", dst) != 0)
+    if (value_uint(c, field, v, 0, UINT32_MAX, " milliseconds", dst) != 0)
         return -EINVAL;
     *set |= bit;
     return 0;
 }
 
 static int p_connect_timeout(const struct ytree_node *v, struct route_policy *rp,
-                             struct mapping_policy *mp, const struct policy_ctx *c)
+                             struct mapping_policy *mp, const struct value_ctx *c)
 {
     (void)rp;
     return cluster_ms("connect_timeout_ms", v, &mp->cluster.connect_timeout_ms, POLICY_SET_CONNECT,
@@ -178,7 +92,7 @@ static int p_connect_timeout(const struct ytree_node *v, struct route_policy *rp
 }
 
 static int p_cluster_idle(const struct ytree_node *v, struct route_policy *rp,
-                          struct mapping_policy *mp, const struct policy_ctx *c)
+                          struct mapping_policy *mp, const struct value_ctx *c)
 {
     (void)rp;
     return cluster_ms("cluster_idle_timeout_ms", v, &mp->cluster.idle_timeout_ms, POLICY_SET_IDLE,
@@ -186,7 +100,7 @@ static int p_cluster_idle(const struct ytree_node *v, struct route_policy *rp,
 }
 
 static int p_cluster_lifetime(const struct ytree_node *v, struct route_policy *rp,
-                              struct mapping_policy *mp, const struct policy_ctx *c)
+                              struct mapping_policy *mp, const struct value_ctx *c)
 {
     (void)rp;
     return cluster_ms("cluster_max_connection_lifetime_ms", v, &mp->cluster.max_lifetime_ms,
@@ -195,9 +109,9 @@ static int p_cluster_lifetime(const struct ytree_node *v, struct route_policy *r
 
 /* ---- retry_policy ---- */
 
-static int retry_on(const struct ytree_node *v, struct route_retry *r, const struct policy_ctx *c)
+static int retry_on(const struct ytree_node *v, struct route_retry *r, const struct value_ctx *c)
 {
-    const char *s = policy_text(c, "retry_policy.retry_on", v);
+    const char *s = value_text(c, "retry_policy.retry_on", v);
     if (s == NULL)
         return -EINVAL;
     /* Ambassador documents one condition; Envoy takes a comma-separated list. */
@@ -211,7 +125,7 @@ static int retry_on(const struct ytree_node *v, struct route_retry *r, const str
             tok[--n] = '\0';
         uint32_t bit = route_retry_on_bit(tok);
         if (bit == 0) {
-            policy_report(
+            value_report(
                 c, false, "retry_policy.retry_on", v->line,
                 "retry_policy.retry_on: unknown condition \"%s\" (expected 5xx, gateway-error, "
                 "connect-failure, retriable-4xx, refused-stream, retriable-status-codes or "
@@ -227,8 +141,7 @@ static int retry_on(const struct ytree_node *v, struct route_retry *r, const str
     return rc;
 }
 
-static int parse_retry(const struct ytree_node *v, struct route_retry *r,
-                       const struct policy_ctx *c)
+static int parse_retry(const struct ytree_node *v, struct route_retry *r, const struct value_ctx *c)
 {
     static const char *const keys[] = { "retry_on", "num_retries", "per_try_timeout",
                                         "retriable_status_codes" };
@@ -243,14 +156,14 @@ static int parse_retry(const struct ytree_node *v, struct route_retry *r,
     const struct ytree_node *codes = ytree_map_get(v, "retriable_status_codes");
     r->num_retries = ROUTE_RETRY_DEFAULT_NUM;
     if (on == NULL) {
-        policy_report(c, false, "retry_policy.retry_on", v->line,
-                      "retry_policy: missing required field \"retry_on\"");
+        value_report(c, false, "retry_policy.retry_on", v->line,
+                     "retry_policy: missing required field \"retry_on\"");
         rc = -EINVAL;
     } else if (retry_on(on, r, c) != 0) {
         rc = -EINVAL;
     }
-    if (num != NULL && policy_uint(c, "retry_policy.num_retries", num, 0, ROUTE_RETRY_MAX_NUM, "",
-                                   &r->num_retries) != 0)
+    if (num != NULL && value_uint(c, "retry_policy.num_retries", num, 0, ROUTE_RETRY_MAX_NUM, "",
+                                  &r->num_retries) != 0)
         rc = -EINVAL;
     if (ptt != NULL) {
         const char *s =
@@ -259,31 +172,31 @@ static int parse_retry(const struct ytree_node *v, struct route_retry *r,
             r->per_try_timeout_ms == 0) {
             char got[96];
             ytree_describe(ptt, got, sizeof(got));
-            policy_report(c, false, "retry_policy.per_try_timeout", ptt->line,
-                          "retry_policy.per_try_timeout: expected a duration such as \"250ms\" or "
-                          "\"1.5s\", got %s",
-                          got);
+            value_report(c, false, "retry_policy.per_try_timeout", ptt->line,
+                         "retry_policy.per_try_timeout: expected a duration such as \"250ms\" or "
+                         "\"1.5s\", got %s",
+                         got);
             rc = -EINVAL;
         }
     }
     if (codes != NULL) {
         if (codes->type != YTREE_SEQ || codes->nkids > ROUTE_RETRY_MAX_CODES) {
-            policy_type_error(c, "retry_policy.retriable_status_codes", codes,
-                              "a list of at most 16 statuses");
+            value_type_error(c, "retry_policy.retriable_status_codes", codes,
+                             "a list of at most 16 statuses");
             rc = -EINVAL;
         } else {
             for (size_t i = 0; i < codes->nkids; i++) {
                 uint32_t st;
-                if (policy_uint(c, "retry_policy.retriable_status_codes", codes->kids[i], 100, 599,
-                                "", &st) != 0)
+                if (value_uint(c, "retry_policy.retriable_status_codes", codes->kids[i], 100, 599,
+                               "", &st) != 0)
                     rc = -EINVAL;
                 else
                     r->codes[r->ncodes++] = (uint16_t)st;
             }
             if (rc == 0 && !(r->on & ROUTE_RETRY_STATUS_CODES))
-                policy_report(c, true, "retry_policy.retriable_status_codes", codes->line,
-                              "retry_policy.retriable_status_codes: used only with retry_on "
-                              "retriable-status-codes");
+                value_report(c, true, "retry_policy.retriable_status_codes", codes->line,
+                             "retry_policy.retriable_status_codes: used only with retry_on "
+                             "retriable-status-codes");
         }
     }
     if (rc == 0 && (r->on & ROUTE_RETRY_STATUS_CODES) && r->ncodes == 0)
@@ -293,7 +206,7 @@ static int parse_retry(const struct ytree_node *v, struct route_retry *r,
 }
 
 static int p_retry(const struct ytree_node *v, struct route_policy *rp, struct mapping_policy *mp,
-                   const struct policy_ctx *c)
+                   const struct value_ctx *c)
 {
     if (parse_retry(v, &rp->retry, c) != 0) {
         memset(&rp->retry, 0, sizeof(rp->retry));
@@ -306,15 +219,15 @@ static int p_retry(const struct ytree_node *v, struct route_policy *rp, struct m
 /* ---- circuit_breakers ---- */
 
 static int parse_cb(const struct ytree_node *v, struct route_circuit_breakers *out,
-                    const struct policy_ctx *c)
+                    const struct value_ctx *c)
 {
     static const char *const keys[] = { "priority", "max_connections", "max_pending_requests",
                                         "max_requests", "max_retries" };
     static const char *const limits[] = { "max_connections", "max_pending_requests", "max_requests",
                                           "max_retries" };
     if (v->type != YTREE_SEQ)
-        return policy_type_error(c, "circuit_breakers", v,
-                                 "a list of {priority, max_connections, ...}");
+        return value_type_error(c, "circuit_breakers", v,
+                                "a list of {priority, max_connections, ...}");
     bool seen[2] = { false, false };
     int rc = 0;
     for (size_t i = 0; i < v->nkids; i++) {
@@ -327,7 +240,7 @@ static int parse_cb(const struct ytree_node *v, struct route_circuit_breakers *o
         const struct ytree_node *pr = ytree_map_get(e, "priority");
         int prio = 0;
         if (pr != NULL) {
-            const char *s = policy_text(c, "circuit_breakers.priority", pr);
+            const char *s = value_text(c, "circuit_breakers.priority", pr);
             if (s == NULL) {
                 rc = -EINVAL;
                 continue;
@@ -335,16 +248,16 @@ static int parse_cb(const struct ytree_node *v, struct route_circuit_breakers *o
             if (strcmp(s, "high") == 0) {
                 prio = 1;
             } else if (strcmp(s, "default") != 0) {
-                policy_report(c, false, "circuit_breakers.priority", pr->line,
-                              "circuit_breakers.priority: expected default or high, got \"%s\"", s);
+                value_report(c, false, "circuit_breakers.priority", pr->line,
+                             "circuit_breakers.priority: expected default or high, got \"%s\"", s);
                 rc = -EINVAL;
                 continue;
             }
         }
         if (seen[prio]) {
-            policy_report(c, false, "circuit_breakers.priority", e->line,
-                          "circuit_breakers: two entries for priority %s",
-                          prio ? "high" : "default");
+            value_report(c, false, "circuit_breakers.priority", e->line,
+                         "circuit_breakers: two entries for priority %s",
+                         prio ? "high" : "default");
             rc = -EINVAL;
             continue;
         }
@@ -357,13 +270,13 @@ static int parse_cb(const struct ytree_node *v, struct route_circuit_breakers *o
             const struct ytree_node *lv = ytree_map_get(e, limits[k]);
             char field[64];
             snprintf(field, sizeof(field), "circuit_breakers.%s", limits[k]);
-            if (lv != NULL && policy_uint(c, field, lv, 0, UINT32_MAX, "", dst[k]) != 0)
+            if (lv != NULL && value_uint(c, field, lv, 0, UINT32_MAX, "", dst[k]) != 0)
                 rc = -EINVAL;
         }
         if (prio == 1) {
             /* Legate gives every request the default priority (so did Ambassador, short of
              * an envoy_override): the high entry can never apply. */
-            policy_report(
+            value_report(
                 c, true, "circuit_breakers.priority", e->line,
                 "circuit_breakers: the priority high entry is ignored (every request has the "
                 "default priority)");
@@ -375,7 +288,7 @@ static int parse_cb(const struct ytree_node *v, struct route_circuit_breakers *o
 }
 
 static int p_cb(const struct ytree_node *v, struct route_policy *rp, struct mapping_policy *mp,
-                const struct policy_ctx *c)
+                const struct value_ctx *c)
 {
     (void)rp;
     if (parse_cb(v, &mp->cluster.cb, c) != 0)
@@ -386,7 +299,7 @@ static int p_cb(const struct ytree_node *v, struct route_policy *rp, struct mapp
 
 /* ---- load_balancer ---- */
 
-static int parse_lb(const struct ytree_node *v, struct route_lb *lb, const struct policy_ctx *c)
+static int parse_lb(const struct ytree_node *v, struct route_lb *lb, const struct value_ctx *c)
 {
     static const char *const keys[] = { "policy", "cookie", "header", "source_ip" };
     static const char *const ckeys[] = { "name", "path", "ttl" };
@@ -399,7 +312,7 @@ static int parse_lb(const struct ytree_node *v, struct route_lb *lb, const struc
     const struct ytree_node *src = ytree_map_get(v, "source_ip");
     if (pol == NULL)
         ERR("load_balancer.policy", v->line, "load_balancer: missing required field \"policy\"");
-    const char *s = policy_text(c, "load_balancer.policy", pol);
+    const char *s = value_text(c, "load_balancer.policy", pol);
     if (s == NULL)
         return -EINVAL;
     int p = route_lb_policy_parse(s);
@@ -420,17 +333,17 @@ static int parse_lb(const struct ytree_node *v, struct route_lb *lb, const struc
         ERR("load_balancer", v->line,
             "load_balancer: policy %s needs one of cookie, header, source_ip", s);
     if (header != NULL) {
-        const char *h = policy_text(c, "load_balancer.header", header);
+        const char *h = value_text(c, "load_balancer.header", header);
         if (h == NULL)
             return -EINVAL;
-        if (!policy_is_token(h))
+        if (!value_is_token(h))
             ERR("load_balancer.header", header->line,
                 "load_balancer.header: \"%s\" is not a header name", h);
         lb->hash_on = ROUTE_LB_HASH_HEADER;
-        lb->key = policy_lower_dup(h);
+        lb->key = value_lower(xstrdup(h));
     } else if (src != NULL) {
         bool on = false;
-        if (policy_bool(c, "load_balancer.source_ip", src, &on) != 0)
+        if (value_bool(c, "load_balancer.source_ip", src, &on) != 0)
             return -EINVAL;
         if (!on)
             ERR("load_balancer.source_ip", src->line,
@@ -443,22 +356,22 @@ static int parse_lb(const struct ytree_node *v, struct route_lb *lb, const struc
         const struct ytree_node *name = ytree_map_get(cookie, "name");
         const struct ytree_node *path = ytree_map_get(cookie, "path");
         const struct ytree_node *ttl = ytree_map_get(cookie, "ttl");
-        const char *n = name ? policy_text(c, "load_balancer.cookie.name", name) : NULL;
+        const char *n = name ? value_text(c, "load_balancer.cookie.name", name) : NULL;
         if (name == NULL)
             ERR("load_balancer.cookie.name", cookie->line,
                 "load_balancer.cookie: missing required field \"name\"");
         if (n == NULL)
             return -EINVAL;
-        if (!policy_is_token(n))
+        if (!value_is_token(n))
             ERR("load_balancer.cookie.name", name->line,
                 "load_balancer.cookie.name: \"%s\" is not a cookie name", n);
         lb->hash_on = ROUTE_LB_HASH_COOKIE;
         lb->key = xstrdup(n);
         if (path != NULL) {
-            const char *ps = policy_text(c, "load_balancer.cookie.path", path);
+            const char *ps = value_text(c, "load_balancer.cookie.path", path);
             if (ps == NULL)
                 return -EINVAL;
-            if (ps[0] != '/' || !is_header_value(ps) || strchr(ps, ';') != NULL)
+            if (ps[0] != '/' || value_has_control(ps) || strchr(ps, ';') != NULL)
                 ERR("load_balancer.cookie.path", path->line,
                     "load_balancer.cookie.path: \"%s\" is not a cookie path", ps);
             lb->cookie_path = xstrdup(ps);
@@ -475,7 +388,7 @@ static int parse_lb(const struct ytree_node *v, struct route_lb *lb, const struc
 }
 
 static int p_lb(const struct ytree_node *v, struct route_policy *rp, struct mapping_policy *mp,
-                const struct policy_ctx *c)
+                const struct value_ctx *c)
 {
     (void)rp;
     struct route_lb lb = { 0 };
@@ -496,7 +409,7 @@ static int p_lb(const struct ytree_node *v, struct route_policy *rp, struct mapp
 /* A list given as a comma-separated string or a YAML list, as one header value ("a, b") in
  * *out, each item checked by ok. Returns 0 or -EINVAL after reporting. */
 static int cors_list(const char *field, const struct ytree_node *v, bool (*ok)(const char *),
-                     char **out, const struct policy_ctx *c)
+                     char **out, const struct value_ctx *c)
 {
     struct buf b;
     buf_init(&b, 64 * 1024);
@@ -504,11 +417,11 @@ static int cors_list(const char *field, const struct ytree_node *v, bool (*ok)(c
     size_t n = v->type == YTREE_SEQ ? v->nkids : 1;
     if (v->type == YTREE_MAP || (v->type == YTREE_SEQ && n == 0)) {
         buf_free(&b);
-        return policy_type_error(c, field, v, "a comma-separated string or a list of strings");
+        return value_type_error(c, field, v, "a comma-separated string or a list of strings");
     }
     for (size_t i = 0; i < n && rc == 0; i++) {
         const struct ytree_node *e = v->type == YTREE_SEQ ? v->kids[i] : v;
-        const char *s = policy_text(c, field, e);
+        const char *s = value_text(c, field, e);
         if (s == NULL) {
             rc = -EINVAL;
             break;
@@ -524,17 +437,17 @@ static int cors_list(const char *field, const struct ytree_node *v, bool (*ok)(c
             if (len == 0)
                 continue;
             if (!ok(tok)) {
-                policy_report(c, false, field, e->line, "%s: \"%s\" is not valid here", field, tok);
+                value_report(c, false, field, e->line, "%s: \"%s\" is not valid here", field, tok);
                 rc = -EINVAL;
             } else if (buf_printf(&b, "%s%s", b.len ? ", " : "", tok) != 0) {
-                policy_report(c, false, field, e->line, "%s: too long", field);
+                value_report(c, false, field, e->line, "%s: too long", field);
                 rc = -EINVAL;
             }
         }
         free(copy);
     }
     if (rc == 0 && b.len == 0) {
-        policy_report(c, false, field, v->line, "%s: empty", field);
+        value_report(c, false, field, v->line, "%s: empty", field);
         rc = -EINVAL;
     }
     if (rc == 0)
@@ -545,7 +458,7 @@ static int cors_list(const char *field, const struct ytree_node *v, bool (*ok)(c
 
 static bool ok_token(const char *s)
 {
-    return policy_is_token(s);
+    return value_is_token(s);
 }
 
 /* "*", or scheme://host[:port] with no path: what a browser sends in Origin. */
@@ -563,7 +476,7 @@ static bool ok_origin(const char *s)
 }
 
 static int parse_cors(const struct ytree_node *v, struct route_cors *cors,
-                      const struct policy_ctx *c)
+                      const struct value_ctx *c)
 {
     static const char *const keys[] = { "origins",         "methods",     "headers",
                                         "exposed_headers", "credentials", "max_age" };
@@ -586,8 +499,8 @@ static int parse_cors(const struct ytree_node *v, struct route_cors *cors,
             for (char *tok = strtok_r(joined, ", ", &save); tok != NULL;
                  tok = strtok_r(NULL, ", ", &save)) {
                 if (cors->norigins == MAX_ORIGINS) {
-                    policy_report(c, false, "cors.origins", n->line, "cors.origins: more than %d",
-                                  MAX_ORIGINS);
+                    value_report(c, false, "cors.origins", n->line, "cors.origins: more than %d",
+                                 MAX_ORIGINS);
                     rc = -EINVAL;
                     break;
                 }
@@ -606,7 +519,7 @@ static int parse_cors(const struct ytree_node *v, struct route_cors *cors,
         cors_list("cors.exposed_headers", n, ok_token, &cors->exposed_headers, c) != 0)
         rc = -EINVAL;
     if ((n = ytree_map_get(v, "credentials")) != NULL &&
-        policy_bool(c, "cors.credentials", n, &cors->credentials) != 0)
+        value_bool(c, "cors.credentials", n, &cors->credentials) != 0)
         rc = -EINVAL;
     if ((n = ytree_map_get(v, "max_age")) != NULL) {
         /* Ambassador passes a string to Envoy; users write either. */
@@ -615,13 +528,13 @@ static int parse_cors(const struct ytree_node *v, struct route_cors *cors,
             char *end = NULL;
             unsigned long x = strtoul(n->value, &end, 10);
             if (n->value[0] < '0' || n->value[0] > '9' || *end != '\0' || x > UINT32_MAX) {
-                policy_report(c, false, "cors.max_age", n->line,
-                              "cors.max_age: expected a number of seconds, got \"%s\"", n->value);
+                value_report(c, false, "cors.max_age", n->line,
+                             "cors.max_age: expected a number of seconds, got \"%s\"", n->value);
                 rc = -EINVAL;
             } else {
                 cors->max_age = xstrdup(n->value);
             }
-        } else if (policy_uint(c, "cors.max_age", n, 0, UINT32_MAX, " seconds", &secs) == 0) {
+        } else if (value_uint(c, "cors.max_age", n, 0, UINT32_MAX, " seconds", &secs) == 0) {
             char tmp[16];
             snprintf(tmp, sizeof(tmp), "%u", secs);
             cors->max_age = xstrdup(tmp);
@@ -630,13 +543,13 @@ static int parse_cors(const struct ytree_node *v, struct route_cors *cors,
         }
     }
     if (rc == 0 && cors->norigins == 0)
-        policy_report(c, true, "cors.origins", v->line,
-                      "cors: no origins listed, so no cross-origin request is allowed");
+        value_report(c, true, "cors.origins", v->line,
+                     "cors: no origins listed, so no cross-origin request is allowed");
     return rc;
 }
 
 static int p_cors(const struct ytree_node *v, struct route_policy *rp, struct mapping_policy *mp,
-                  const struct policy_ctx *c)
+                  const struct value_ctx *c)
 {
     route_cors_free_fields(&rp->cors);
     if (parse_cors(v, &rp->cors, c) != 0) {
@@ -651,7 +564,7 @@ static int p_cors(const struct ytree_node *v, struct route_policy *rp, struct ma
 
 static void add_upgrade(struct route_upgrades *u, const char *proto)
 {
-    char *p = policy_lower_dup(proto);
+    char *p = value_lower(xstrdup(proto));
     for (size_t i = 0; i < u->n; i++)
         if (strcmp(u->v[i], p) == 0) {
             free(p);
@@ -663,11 +576,11 @@ static void add_upgrade(struct route_upgrades *u, const char *proto)
 }
 
 static int p_use_websocket(const struct ytree_node *v, struct route_policy *rp,
-                           struct mapping_policy *mp, const struct policy_ctx *c)
+                           struct mapping_policy *mp, const struct value_ctx *c)
 {
     (void)mp;
     bool on = false;
-    if (policy_bool(c, "use_websocket", v, &on) != 0)
+    if (value_bool(c, "use_websocket", v, &on) != 0)
         return -EINVAL;
     if (on)
         add_upgrade(&rp->upgrades, "websocket");
@@ -675,20 +588,20 @@ static int p_use_websocket(const struct ytree_node *v, struct route_policy *rp,
 }
 
 static int p_allow_upgrade(const struct ytree_node *v, struct route_policy *rp,
-                           struct mapping_policy *mp, const struct policy_ctx *c)
+                           struct mapping_policy *mp, const struct value_ctx *c)
 {
     (void)mp;
     if (v->type != YTREE_SEQ || v->nkids == 0 || v->nkids > MAX_UPGRADES)
-        return policy_type_error(c, "allow_upgrade", v, "a list of protocol names (at most 8)");
+        return value_type_error(c, "allow_upgrade", v, "a list of protocol names (at most 8)");
     for (size_t i = 0; i < v->nkids; i++) {
-        const char *s = policy_text(c, "allow_upgrade", v->kids[i]);
+        const char *s = value_text(c, "allow_upgrade", v->kids[i]);
         if (s == NULL)
             return -EINVAL;
         /* A protocol name is a token, optionally /version (RFC 9110 7.8). */
         char *copy = xstrdup(s), *slash = strchr(copy, '/');
         if (slash != NULL)
             *slash = '\0';
-        bool ok = policy_is_token(copy) && (slash == NULL || policy_is_token(slash + 1));
+        bool ok = value_is_token(copy) && (slash == NULL || value_is_token(slash + 1));
         free(copy);
         if (!ok)
             ERR("allow_upgrade", v->kids[i]->line, "allow_upgrade: \"%s\" is not a protocol name",
@@ -701,7 +614,7 @@ static int p_allow_upgrade(const struct ytree_node *v, struct route_policy *rp,
 /* ---- tables ---- */
 
 typedef int (*policy_parse_cb)(const struct ytree_node *v, struct route_policy *rp,
-                               struct mapping_policy *mp, const struct policy_ctx *c);
+                               struct mapping_policy *mp, const struct value_ctx *c);
 
 static const struct {
     const char *name;
@@ -734,24 +647,24 @@ static const char *const module_fields[] = {
     "cluster_max_connection_lifetime_ms",
 };
 
-bool annotation_policy_is_mapping_field(const char *name)
+const char *annotation_policy_field(bool module, size_t i)
 {
-    for (size_t i = 0; i < ARRAY_SIZE(mapping_fields); i++)
-        if (strcmp(mapping_fields[i].name, name) == 0)
-            return true;
-    return false;
+    if (module)
+        return i < ARRAY_SIZE(module_fields) ? module_fields[i] : NULL;
+    return i < ARRAY_SIZE(mapping_fields) ? mapping_fields[i].name : NULL;
 }
 
-bool annotation_policy_is_module_field(const char *name)
+static bool is_field(bool module, const char *name)
 {
-    for (size_t i = 0; i < ARRAY_SIZE(module_fields); i++)
-        if (strcmp(module_fields[i], name) == 0)
+    const char *f;
+    for (size_t i = 0; (f = annotation_policy_field(module, i)) != NULL; i++)
+        if (strcmp(f, name) == 0)
             return true;
     return false;
 }
 
 int annotation_policy_mapping(const char *name, const struct ytree_node *v, struct route_policy *rp,
-                              struct mapping_policy *mp, const struct policy_ctx *ctx)
+                              struct mapping_policy *mp, const struct value_ctx *ctx)
 {
     for (size_t i = 0; i < ARRAY_SIZE(mapping_fields); i++)
         if (strcmp(mapping_fields[i].name, name) == 0)
@@ -761,12 +674,12 @@ int annotation_policy_mapping(const char *name, const struct ytree_node *v, stru
 }
 
 int annotation_policy_module(const char *name, const struct ytree_node *v, struct module_policy *mp,
-                             const struct policy_ctx *ctx)
+                             const struct value_ctx *ctx)
 {
     struct route_policy rp = { 0 };
     struct mapping_policy scratch = { 0 };
     int rc = -EINVAL;
-    if (!annotation_policy_is_module_field(name)) {
+    if (!is_field(true, name)) {
         ctx->error(ctx->arg, name, v->line, "not a policy field of the Module");
         goto out;
     }

@@ -3,27 +3,23 @@
  * cluster_max_connection_lifetime_ms, retry_policy, circuit_breakers, load_balancer, cors,
  * rate_limits, labels, legate_rate_limit, use_websocket, allow_upgrade.
  *
- * annotation.c's keyword tables point every one of these names at one adapter, which calls
- * annotation_policy_mapping (or _module) with the field's name; the parsers here report
- * through the callbacks of struct policy_ctx, so they do not depend on how annotation.c keeps
- * its documents. Semantics: reference/ambassador-mapping.md; differences:
+ * The Mapping and Module keyword tables (annotation_mapping.c, annotation_module.c) point
+ * every one of these names at one adapter, which calls annotation_policy_mapping (or _module)
+ * with the field's name; the parsers here read scalars with annotation_value.h and report
+ * through its struct value_ctx, so they do not depend on how annotation.c keeps its
+ * documents. Semantics: reference/ambassador-mapping.md; differences:
  * docs/mapping-compat.md. */
 #ifndef LEGATE_CONTROLLER_ANNOTATION_POLICY_H
 #define LEGATE_CONTROLLER_ANNOTATION_POLICY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include "annotation_value.h"
 #include "buf.h"
 #include "route-t.h"
 #include "ytree.h"
-
-/* Where problems go; field names the key ("retry_policy.num_retries"), line is 1-based. */
-struct policy_ctx {
-    void (*error)(void *arg, const char *field, int line, const char *msg);
-    void (*warn)(void *arg, const char *field, int line, const char *msg);
-    void *arg;
-};
 
 /* Which policy fields an object set (bits of `set`), so Module defaults fill only the
  * Mappings that left a field out. */
@@ -52,17 +48,17 @@ struct module_policy {
     struct route_cluster_policy cluster;
 };
 
-/* Whether name is a policy field of a Mapping (resp. of the Module). */
-bool annotation_policy_is_mapping_field(const char *name);
-bool annotation_policy_is_module_field(const char *name);
+/* The name of the i-th policy field of a Mapping (module false) or of the Module (true), or
+ * NULL past the last: the keyword tables look keys up here, and suggest these names. */
+const char *annotation_policy_field(bool module, size_t i);
 
 /* Reads field `name` of a Mapping from v into rp (the route's policy) and mp. Returns 0, or
  * -EINVAL after reporting at least one error through ctx. */
 int annotation_policy_mapping(const char *name, const struct ytree_node *v, struct route_policy *rp,
-                              struct mapping_policy *mp, const struct policy_ctx *ctx);
+                              struct mapping_policy *mp, const struct value_ctx *ctx);
 /* Reads field `name` of the Module's config. Same contract. */
 int annotation_policy_module(const char *name, const struct ytree_node *v, struct module_policy *mp,
-                             const struct policy_ctx *ctx);
+                             const struct value_ctx *ctx);
 
 /* Gives a Mapping the Module's defaults for the fields it left out. */
 void annotation_policy_apply_module(struct route_policy *rp, struct mapping_policy *mp,

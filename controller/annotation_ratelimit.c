@@ -38,13 +38,13 @@ static void add_entry(struct route_rl_descriptor *d, int kind, const char *key, 
 /* rate_limits (v0): [{descriptor: text, headers: [names]}], each one descriptor in domain
  * "ambassador": a generic_key entry for the descriptor, one request-header entry per header. */
 int policy_rate_limits(const struct ytree_node *v, struct route_policy *rp,
-                       struct mapping_policy *mp, const struct policy_ctx *c)
+                       struct mapping_policy *mp, const struct value_ctx *c)
 {
     (void)mp;
     static const char *const keys[] = { "descriptor", "headers" };
     if (v->type != YTREE_SEQ || v->nkids == 0 || v->nkids > MAX_DESCRIPTORS)
-        return policy_type_error(c, "rate_limits", v,
-                                 "a list of {descriptor, headers} (at most 32)");
+        return value_type_error(c, "rate_limits", v,
+                                "a list of {descriptor, headers} (at most 32)");
     if (rp->rate_limits.n > 0)
         ERR("rate_limits", v->line, "rate_limits: give rate_limits or labels, not both");
     for (size_t i = 0; i < v->nkids; i++) {
@@ -57,21 +57,21 @@ int policy_rate_limits(const struct ytree_node *v, struct route_policy *rp,
         if (desc == NULL && hdrs == NULL)
             ERR("rate_limits", e->line, "rate_limits: an entry needs descriptor or headers");
         if (hdrs != NULL && (hdrs->type != YTREE_SEQ || hdrs->nkids + 1 > MAX_ENTRIES))
-            return policy_type_error(c, "rate_limits.headers", hdrs, "a list of header names");
+            return value_type_error(c, "rate_limits.headers", hdrs, "a list of header names");
         const char *ds = NULL;
-        if (desc != NULL && (ds = policy_text(c, "rate_limits.descriptor", desc)) == NULL)
+        if (desc != NULL && (ds = value_text(c, "rate_limits.descriptor", desc)) == NULL)
             return -EINVAL;
         struct route_rl_descriptor *d = new_descriptor(&rp->rate_limits, "ambassador", NULL);
         if (ds != NULL)
             add_entry(d, ROUTE_RL_GENERIC_KEY, "generic_key", ds, false);
         for (size_t k = 0; hdrs != NULL && k < hdrs->nkids; k++) {
-            const char *h = policy_text(c, "rate_limits.headers", hdrs->kids[k]);
+            const char *h = value_text(c, "rate_limits.headers", hdrs->kids[k]);
             if (h == NULL)
                 return -EINVAL;
-            if (!policy_is_token(h))
+            if (!value_is_token(h))
                 ERR("rate_limits.headers", hdrs->kids[k]->line,
                     "rate_limits.headers: \"%s\" is not a header name", h);
-            char *lh = policy_lower_dup(h);
+            char *lh = value_lower(xstrdup(h));
             add_entry(d, ROUTE_RL_REQUEST_HEADER, h, lh, false);
             free(lh);
         }
@@ -82,7 +82,7 @@ int policy_rate_limits(const struct ytree_node *v, struct route_policy *rp,
 /* One label of a labels group: a string (remote_address, source_cluster,
  * destination_cluster, or a header name) or a one-key map. */
 static int label_entry(const struct ytree_node *e, struct route_rl_descriptor *d,
-                       const struct policy_ctx *c)
+                       const struct value_ctx *c)
 {
     static const char *const gk_keys[] = { "value", "key" };
     static const char *const rh_keys[] = { "header_name", "key", "omit_if_not_present" };
@@ -90,7 +90,7 @@ static int label_entry(const struct ytree_node *e, struct route_rl_descriptor *d
     if (d->nentries == MAX_ENTRIES)
         ERR("labels", e->line, "labels: more than %d labels in one group", MAX_ENTRIES);
     if (e->type == YTREE_SCALAR) {
-        const char *s = policy_text(c, "labels", e);
+        const char *s = value_text(c, "labels", e);
         if (s == NULL)
             return -EINVAL;
         if (strcmp(s, "remote_address") == 0)
@@ -99,8 +99,8 @@ static int label_entry(const struct ytree_node *e, struct route_rl_descriptor *d
             add_entry(d, ROUTE_RL_SOURCE_CLUSTER, s, NULL, false);
         else if (strcmp(s, "destination_cluster") == 0)
             add_entry(d, ROUTE_RL_DESTINATION_CLUSTER, s, NULL, false);
-        else if (policy_is_token(s)) {
-            char *lh = policy_lower_dup(s);
+        else if (value_is_token(s)) {
+            char *lh = value_lower(xstrdup(s));
             add_entry(d, ROUTE_RL_REQUEST_HEADER, s, lh, false);
             free(lh);
         } else {
@@ -109,13 +109,13 @@ static int label_entry(const struct ytree_node *e, struct route_rl_descriptor *d
         return 0;
     }
     if (e->type != YTREE_MAP || e->nkids != 2 || !ytree_is_text(e->kids[0]))
-        return policy_type_error(c, "labels", e, "a label name or a one-key map");
+        return value_type_error(c, "labels", e, "a label name or a one-key map");
     const char *kind = e->kids[0]->value;
     const struct ytree_node *v = e->kids[1];
     if (strcmp(kind, "generic_key") == 0) {
         const char *val = NULL, *key = "generic_key";
         if (v->type == YTREE_SCALAR) {
-            val = policy_text(c, "labels.generic_key", v);
+            val = value_text(c, "labels.generic_key", v);
         } else {
             if (policy_check_map(c, "labels.generic_key", v, gk_keys, ARRAY_SIZE(gk_keys),
                                  "a map (value, key)") != 0)
@@ -124,8 +124,8 @@ static int label_entry(const struct ytree_node *e, struct route_rl_descriptor *d
             const struct ytree_node *kv = ytree_map_get(v, "key");
             if (vv == NULL)
                 ERR("labels.generic_key", v->line, "labels.generic_key: missing \"value\"");
-            val = policy_text(c, "labels.generic_key.value", vv);
-            if (kv != NULL && (key = policy_text(c, "labels.generic_key.key", kv)) == NULL)
+            val = value_text(c, "labels.generic_key.value", vv);
+            if (kv != NULL && (key = value_text(c, "labels.generic_key.key", kv)) == NULL)
                 return -EINVAL;
         }
         if (val == NULL)
@@ -143,16 +143,16 @@ static int label_entry(const struct ytree_node *e, struct route_rl_descriptor *d
         if (hn == NULL || kv == NULL)
             ERR("labels.request_headers", v->line,
                 "labels.request_headers: header_name and key are required");
-        const char *h = policy_text(c, "labels.request_headers.header_name", hn);
-        const char *k = policy_text(c, "labels.request_headers.key", kv);
+        const char *h = value_text(c, "labels.request_headers.header_name", hn);
+        const char *k = value_text(c, "labels.request_headers.key", kv);
         bool omit = false;
         if (h == NULL || k == NULL ||
-            (om != NULL && policy_bool(c, "labels.request_headers.omit_if_not_present", om, &omit)))
+            (om != NULL && value_bool(c, "labels.request_headers.omit_if_not_present", om, &omit)))
             return -EINVAL;
-        if (!policy_is_token(h))
+        if (!value_is_token(h))
             ERR("labels.request_headers.header_name", hn->line,
                 "labels.request_headers.header_name: \"%s\" is not a header name", h);
-        char *lh = policy_lower_dup(h);
+        char *lh = value_lower(xstrdup(h));
         add_entry(d, ROUTE_RL_REQUEST_HEADER, k, lh, omit);
         free(lh);
         return 0;
@@ -167,7 +167,7 @@ static int label_entry(const struct ytree_node *e, struct route_rl_descriptor *d
             if (policy_check_map(c, "labels", v, k_keys, ARRAY_SIZE(k_keys), "a map (key)") != 0)
                 return -EINVAL;
             const struct ytree_node *kv = ytree_map_get(v, "key");
-            if (kv != NULL && (key = policy_text(c, "labels.key", kv)) == NULL)
+            if (kv != NULL && (key = value_text(c, "labels.key", kv)) == NULL)
                 return -EINVAL;
         }
         add_entry(d, k, key, NULL, false);
@@ -183,26 +183,26 @@ static int label_entry(const struct ytree_node *e, struct route_rl_descriptor *d
 
 /* labels (v1+): {domain: [{group: [label, ...]}, ...], ...}; each group one descriptor. */
 int policy_labels(const struct ytree_node *v, struct route_policy *rp, struct mapping_policy *mp,
-                  const struct policy_ctx *c)
+                  const struct value_ctx *c)
 {
     (void)mp;
     if (v->type != YTREE_MAP || v->nkids == 0)
-        return policy_type_error(c, "labels", v, "a map of domains to lists of label groups");
+        return value_type_error(c, "labels", v, "a map of domains to lists of label groups");
     if (rp->rate_limits.n > 0)
         ERR("labels", v->line, "labels: give rate_limits or labels, not both");
     for (size_t i = 0; i + 1 < v->nkids; i += 2) {
-        const char *domain = policy_text(c, "labels", v->kids[i]);
+        const char *domain = value_text(c, "labels", v->kids[i]);
         const struct ytree_node *groups = v->kids[i + 1];
         if (domain == NULL)
             return -EINVAL;
         if (groups->type != YTREE_SEQ)
-            return policy_type_error(c, "labels", groups, "a list of label groups");
+            return value_type_error(c, "labels", groups, "a list of label groups");
         for (size_t g = 0; g < groups->nkids; g++) {
             const struct ytree_node *grp = groups->kids[g];
             if (grp->type != YTREE_MAP || grp->nkids != 2 || !ytree_is_text(grp->kids[0]) ||
                 grp->kids[1]->type != YTREE_SEQ)
-                return policy_type_error(c, "labels", grp,
-                                         "a one-key map of a group name to labels");
+                return value_type_error(c, "labels", grp,
+                                        "a one-key map of a group name to labels");
             if (rp->rate_limits.n == MAX_DESCRIPTORS)
                 ERR("labels", grp->line, "labels: more than %d groups", MAX_DESCRIPTORS);
             struct route_rl_descriptor *d =
@@ -218,7 +218,7 @@ int policy_labels(const struct ytree_node *v, struct route_policy *rp, struct ma
 
 /* legate_rate_limit: Legate's own, spelled so that no Ambassador field can collide with it. */
 int policy_local_rl(const struct ytree_node *v, struct route_policy *rp, struct mapping_policy *mp,
-                    const struct policy_ctx *c)
+                    const struct value_ctx *c)
 {
     (void)mp;
     static const char *const keys[] = { "requests_per_second", "burst" };
@@ -231,9 +231,9 @@ int policy_local_rl(const struct ytree_node *v, struct route_policy *rp, struct 
         ERR("legate_rate_limit.requests_per_second", v->line,
             "legate_rate_limit: missing required field \"requests_per_second\"");
     struct route_local_rl l = { 0, 0 };
-    if (policy_uint(c, "legate_rate_limit.requests_per_second", rps, 1, 1000000, "", &l.rps) != 0 ||
+    if (value_uint(c, "legate_rate_limit.requests_per_second", rps, 1, 1000000, "", &l.rps) != 0 ||
         (burst != NULL &&
-         policy_uint(c, "legate_rate_limit.burst", burst, 1, 1000000, "", &l.burst) != 0))
+         value_uint(c, "legate_rate_limit.burst", burst, 1, 1000000, "", &l.burst) != 0))
         return -EINVAL;
     if (l.burst == 0)
         l.burst = l.rps;

@@ -13,6 +13,7 @@
 
 #include <uv.h>
 
+#include "annotation.h"
 #include "cache.h"
 #include "compile.h"
 #include "kube.h"
@@ -109,6 +110,19 @@ out:
     buf_free(&key);
 }
 
+/* Whether the object a warning is about is used: not when the warning says it is
+ * skipped (a kind Legate does not read yet), nor when the Service also has an error naming it
+ * (a Mapping with any error is dropped whole). Otherwise only a part of it is ignored. */
+static bool is_applied(const struct compile_service *s, const struct route_error *w)
+{
+    if (annotation_warning_is_skip(w))
+        return false;
+    for (size_t k = 0; k < s->nerrors; k++)
+        if (strcmp(s->errors[k].mapping, w->mapping) == 0)
+            return false;
+    return true;
+}
+
 static void log_problems(struct ctl *c, const struct compile_result *r)
 {
     struct strmap now;
@@ -118,7 +132,9 @@ static void log_problems(struct ctl *c, const struct compile_result *r)
         for (size_t k = 0; k < s->nerrors; k++)
             log_problem(c, &now, s, &s->errors[k], "invalid mapping");
         for (size_t k = 0; k < s->nwarnings; k++)
-            log_problem(c, &now, s, &s->warnings[k], "object not applied");
+            log_problem(c, &now, s, &s->warnings[k],
+                        is_applied(s, &s->warnings[k]) ? "object applied with a warning"
+                                                       : "object not applied");
     }
     strmap_free(&c->logged, NULL);
     c->logged = now;

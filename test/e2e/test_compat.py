@@ -215,12 +215,28 @@ def test_response_header_edits(lg):
     assert json.loads(r.body)["server"] == "a"  # the body is untouched
 
 
+def warning_lines(lg, field):
+    """The controller's warn log records about field, parsed."""
+    records = [legate.parse_logfmt(l) for l in lg.controller.log_text().splitlines()]
+    return [f for f in records if f.get("level") == "warn" and f.get("field") == field]
+
+
 def test_envoy_override_is_accepted_with_a_warning(lg):
     up = lg.upstreams["a"]
-    routed(lg, mapping("eo", "/eo/", up.addr, envoy_override={"per_filter_config": {}}), {"eo"})
+    # The Mapping is used with envoy_override ignored; the TLSContext beside it is skipped whole.
+    # The log says which is which.
+    routed(lg, mapping("eo", "/eo/", up.addr, envoy_override={"per_filter_config": {}})
+           + "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: eo_ctx\nhosts: [a]\n",
+           {"eo"})
     assert lg.curl("/eo/x").status == 200
-    legate.wait_until(lambda: "envoy_override is ignored" in lg.controller.log_text(), 5,
-                      "the warning in the controller's log")
+    ignored = legate.wait_until(lambda: warning_lines(lg, "envoy_override"), 5,
+                                "the warning in the controller's log")
+    assert [(f["msg"], f["mapping"], f["error"]) for f in ignored] == [
+        ("object applied with a warning", "eo",
+         "envoy_override is ignored: Legate has no Envoy to pass it to")], ignored
+    skipped = legate.wait_until(lambda: warning_lines(lg, "kind"), 5, "the TLSContext's warning")
+    assert [(f["msg"], f["mapping"], f["error"]) for f in skipped] == [
+        ("object not applied", "eo_ctx", "kind TLSContext is not supported yet")], skipped
 
 
 # ---- TLS origination -----------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "annotation.h"
+#include "harness.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -176,56 +177,82 @@ START_TEST(annotation_non_map_document)
 }
 END_TEST
 
-START_TEST(annotation_missing_api_version)
-{
-    parse("kind: Mapping\nname: m1\nprefix: /a/\nservice: up\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "apiVersion");
-    ck_assert_str_eq(e->message, "missing required field \"apiVersion\"");
-    ck_assert_str_eq(e->mapping, "m1");
-    ck_assert_uint_eq(res.nmappings, 0);
-}
-END_TEST
+/* Documents with exactly one error, one row per kind of mistake: the error names the field,
+ * the line and the Mapping (as far as the row says), and the Mapping is dropped. */
+struct error_case {
+    const char *what; /* the behaviour, for failure messages */
+    const char *text;
+    const char *field;    /* NULL: not checked */
+    const char *message;  /* the whole message; NULL: not checked */
+    const char *contains; /* a part of the message; NULL: not checked */
+    int line;             /* 0: not checked */
+    const char *mapping;  /* NULL: not checked */
+};
 
-START_TEST(annotation_missing_kind)
+/* Parses c->text and asserts what the row says. */
+static void check_error_case(const struct error_case *c)
 {
-    parse("apiVersion: ambassador/v1\nname: m1\nprefix: /a/\nservice: up\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "kind");
-    assert_contains(e->message, "missing required field \"kind\"");
-    ck_assert_uint_eq(res.nmappings, 0);
+    parse(c->text);
+    ck_assert_msg(res.nerrors == 1, "%s: %zu errors (first: %s)", c->what, res.nerrors,
+                  res.nerrors ? res.errors[0].message : "-");
+    const struct route_error *e = &res.errors[0];
+    ck_assert_msg(c->field == NULL || (e->field != NULL && strcmp(e->field, c->field) == 0),
+                  "%s: field %s, want %s", c->what, e->field ? e->field : "(null)", c->field);
+    ck_assert_msg(c->message == NULL || strcmp(e->message, c->message) == 0,
+                  "%s: message\n  got:  %s\n  want: %s", c->what, e->message, c->message);
+    ck_assert_msg(c->contains == NULL || strstr(e->message, c->contains) != NULL,
+                  "%s: \"%s\" does not contain \"%s\"", c->what, e->message, c->contains);
+    ck_assert_msg(c->line == 0 || e->line == c->line, "%s: line %d, want %d", c->what, e->line,
+                  c->line);
+    ck_assert_msg(c->mapping == NULL || strcmp(e->mapping, c->mapping) == 0,
+                  "%s: mapping %s, want %s", c->what, e->mapping, c->mapping);
+    ck_assert_msg(res.nmappings == 0, "%s: the Mapping was kept", c->what); /* dropped whole */
 }
-END_TEST
 
-START_TEST(annotation_missing_name)
+START_TEST(annotation_one_error_per_mistake)
 {
-    parse(HDR "prefix: /a/\nservice: up\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "name");
-    assert_contains(e->message, "missing required field \"name\"");
-    ck_assert_str_eq(e->mapping, "<document 1>");
-    ck_assert_uint_eq(res.nmappings, 0);
-}
-END_TEST
-
-START_TEST(annotation_bad_api_version)
-{
-    parse("apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nname: m1\nprefix: /a/\n"
-          "service: up\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "apiVersion");
-    ck_assert_int_eq(e->line, 1);
-    assert_contains(e->message, "unsupported \"getambassador.io/v3alpha1\"");
-    ck_assert_uint_eq(res.nmappings, 0);
-}
-END_TEST
-
-START_TEST(annotation_unknown_kind_with_suggestion)
-{
-    parse("apiVersion: ambassador/v1\nkind: Maping\nname: m1\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "kind");
-    assert_contains(e->message, "did you mean \"Mapping\"?");
+    static const struct error_case cases[] = {
+        { "missing apiVersion", "kind: Mapping\nname: m1\nprefix: /a/\nservice: up\n", "apiVersion",
+          "missing required field \"apiVersion\"", NULL, 0, "m1" },
+        { "missing kind", "apiVersion: ambassador/v1\nname: m1\nprefix: /a/\nservice: up\n", "kind",
+          NULL, "missing required field \"kind\"", 0, NULL },
+        { "missing name", HDR "prefix: /a/\nservice: up\n", "name", NULL,
+          "missing required field \"name\"", 0, "<document 1>" },
+        { "bad apiVersion",
+          "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nname: m1\nprefix: /a/\n"
+          "service: up\n",
+          "apiVersion", NULL, "unsupported \"getambassador.io/v3alpha1\"", 1, NULL },
+        { "unknown kind, with a suggestion", "apiVersion: ambassador/v1\nkind: Maping\nname: m1\n",
+          "kind", NULL, "did you mean \"Mapping\"?", 0, NULL },
+        { "unknown key, with a suggestion", GOOD("m1", "/a/") "prefx_exact: true\n", "prefx_exact",
+          "unknown field \"prefx_exact\" (did you mean \"prefix_exact\"?)", NULL, 6, NULL },
+        { "unknown key, without a suggestion", GOOD("m1", "/a/") "frobnicate: 1\n", NULL,
+          "unknown field \"frobnicate\"", NULL, 0, NULL },
+        { "a string for an integer", GOOD("m1", "/a/") "precedence: high\n", "precedence",
+          "precedence: expected an integer, got string \"high\"", NULL, 6, "m1" },
+        { "a quoted number is a string", GOOD("m1", "/a/") "timeout_ms: \"100\"\n", NULL,
+          "timeout_ms: expected an integer, got string \"100\"", NULL, 0, NULL },
+        { "a list for a string", GOOD("m1", "/a/") "host:\n  - a.com\n  - b.com\n", "host",
+          "host: expected a string, got a list", NULL, 0, NULL },
+        { "a map for a boolean", GOOD("m1", "/a/") "case_sensitive: {a: 1}\n", "case_sensitive",
+          "case_sensitive: expected a boolean, got a map", NULL, 0, NULL },
+        { "a negative timeout", GOOD("m1", "/a/") "timeout_ms: -5\n", NULL, NULL,
+          "timeout_ms: expected 0 to", 0, NULL },
+        { "missing prefix", HDR "name: m1\nservice: up\n", "prefix",
+          "missing required field \"prefix\"", NULL, 1, NULL },
+        { "missing service", HDR "name: m1\nprefix: /a/\n", "service",
+          "missing required field \"service\"", NULL, 0, NULL },
+        { "a prefix without a leading slash", HDR "name: m1\nprefix: foo\nservice: up\n", NULL,
+          NULL, "must start with \"/\"", 0, NULL },
+        { "a service with a path", HDR "name: m1\nprefix: /a/\nservice: http://up:8080/api\n",
+          "service", NULL, "has a path", 5, NULL },
+        { "a field not supported yet", GOOD("m1", "/a/") "bypass_auth: true\n", "bypass_auth",
+          "field bypass_auth is not supported yet", NULL, 0, NULL },
+        { "a duplicate key", GOOD("m1", "/a/") "prefix: /b/\n", NULL,
+          "duplicate key \"prefix\" (first on line 4)", NULL, 6, NULL },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+        check_error_case(&cases[i]);
 }
 END_TEST
 
@@ -241,104 +268,6 @@ START_TEST(annotation_unsupported_kind_is_a_warning)
     ck_assert_str_eq(res.warnings[1].message, "Module tls is not supported yet");
     ck_assert_uint_eq(res.nmappings, 1);
     ck_assert_ptr_null(res.module);
-}
-END_TEST
-
-START_TEST(annotation_unknown_key_with_suggestion)
-{
-    parse(GOOD("m1", "/a/") "prefx_exact: true\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "prefx_exact");
-    ck_assert_int_eq(e->line, 6);
-    ck_assert_str_eq(e->message, "unknown field \"prefx_exact\" (did you mean \"prefix_exact\"?)");
-    ck_assert_uint_eq(res.nmappings, 0); /* the whole Mapping is dropped */
-}
-END_TEST
-
-START_TEST(annotation_unknown_key_without_suggestion)
-{
-    parse(GOOD("m1", "/a/") "frobnicate: 1\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->message, "unknown field \"frobnicate\"");
-}
-END_TEST
-
-START_TEST(annotation_type_error_string_for_int)
-{
-    parse(GOOD("m1", "/a/") "precedence: high\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "precedence");
-    ck_assert_str_eq(e->message, "precedence: expected an integer, got string \"high\"");
-    ck_assert_int_eq(e->line, 6);
-    ck_assert_str_eq(e->mapping, "m1");
-}
-END_TEST
-
-START_TEST(annotation_type_error_quoted_number_is_a_string)
-{
-    parse(GOOD("m1", "/a/") "timeout_ms: \"100\"\n");
-    ck_assert_str_eq(only_error()->message, "timeout_ms: expected an integer, got string \"100\"");
-}
-END_TEST
-
-START_TEST(annotation_type_error_list_for_string)
-{
-    parse(GOOD("m1", "/a/") "host:\n  - a.com\n  - b.com\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "host");
-    ck_assert_str_eq(e->message, "host: expected a string, got a list");
-}
-END_TEST
-
-START_TEST(annotation_type_error_map_for_bool)
-{
-    parse(GOOD("m1", "/a/") "case_sensitive: {a: 1}\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "case_sensitive");
-    ck_assert_str_eq(e->message, "case_sensitive: expected a boolean, got a map");
-}
-END_TEST
-
-START_TEST(annotation_timeout_must_not_be_negative)
-{
-    parse(GOOD("m1", "/a/") "timeout_ms: -5\n");
-    assert_contains(only_error()->message, "timeout_ms: expected 0 to");
-}
-END_TEST
-
-START_TEST(annotation_missing_prefix)
-{
-    parse(HDR "name: m1\nservice: up\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "prefix");
-    ck_assert_str_eq(e->message, "missing required field \"prefix\"");
-    ck_assert_int_eq(e->line, 1);
-}
-END_TEST
-
-START_TEST(annotation_missing_service)
-{
-    parse(HDR "name: m1\nprefix: /a/\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "service");
-    ck_assert_str_eq(e->message, "missing required field \"service\"");
-}
-END_TEST
-
-START_TEST(annotation_prefix_must_start_with_slash)
-{
-    parse(HDR "name: m1\nprefix: foo\nservice: up\n");
-    assert_contains(only_error()->message, "must start with \"/\"");
-}
-END_TEST
-
-START_TEST(annotation_service_with_path)
-{
-    parse(HDR "name: m1\nprefix: /a/\nservice: http://up:8080/api\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "service");
-    ck_assert_int_eq(e->line, 5);
-    assert_contains(e->message, "has a path");
 }
 END_TEST
 
@@ -367,12 +296,11 @@ END_TEST
 START_TEST(annotation_service_bad_port)
 {
     static const char *const bad[] = { "up:http", "up:0", "up:70000", "up:", "up:80:81" };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         char text[256];
         snprintf(text, sizeof(text), HDR "name: m1\nprefix: /a/\nservice: \"%s\"\n", bad[i]);
-        parse(text);
-        ck_assert_msg(res.nerrors == 1 && strstr(res.errors[0].message, "bad port"), "%s: %s",
-                      bad[i], res.nerrors ? res.errors[0].message : "accepted");
+        check_error_case(
+            &(struct error_case){ .what = bad[i], .text = text, .contains = "bad port" });
     }
 }
 END_TEST
@@ -437,25 +365,6 @@ START_TEST(annotation_header_value_true_and_false)
     assert_contains(only_error()->message, "listed twice");
     parse(GOOD("m1", "/a/") "headers: [x]\n");
     assert_contains(only_error()->message, "expected a map");
-}
-END_TEST
-
-START_TEST(annotation_field_not_supported_yet)
-{
-    parse(GOOD("m1", "/a/") "bypass_auth: true\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->field, "bypass_auth");
-    ck_assert_str_eq(e->message, "field bypass_auth is not supported yet");
-    ck_assert_uint_eq(res.nmappings, 0);
-}
-END_TEST
-
-START_TEST(annotation_duplicate_key)
-{
-    parse(GOOD("m1", "/a/") "prefix: /b/\n");
-    const struct route_error *e = only_error();
-    ck_assert_str_eq(e->message, "duplicate key \"prefix\" (first on line 4)");
-    ck_assert_int_eq(e->line, 6);
 }
 END_TEST
 
@@ -612,15 +521,10 @@ START_TEST(annotation_compat_errors_exact_text)
         bool own_prefix = strstr(cases[i].extra, "\nprefix: ") != NULL;
         snprintf(text, sizeof(text), HDR "name: m1\nservice: up\n%s%s",
                  own_prefix ? "" : "prefix: /a/\n", cases[i].extra);
-        parse(text);
-        ck_assert_msg(res.nerrors == 1, "case %zu: %zu errors (first: %s)", i, res.nerrors,
-                      res.nerrors ? res.errors[0].message : "-");
-        ck_assert_msg(strcmp(res.errors[0].field, cases[i].field) == 0, "case %zu: field %s", i,
-                      res.errors[0].field);
-        ck_assert_msg(strcmp(res.errors[0].message, cases[i].message) == 0,
-                      "case %zu: message\n  got:  %s\n  want: %s", i, res.errors[0].message,
-                      cases[i].message);
-        ck_assert_uint_eq(res.nmappings, 0);
+        check_error_case(&(struct error_case){ .what = cases[i].extra,
+                                               .text = text,
+                                               .field = cases[i].field,
+                                               .message = cases[i].message });
         ck_assert_int_ge(res.errors[0].line, 5);
     }
 }
@@ -691,15 +595,11 @@ START_TEST(annotation_module_errors_exact_text)
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         char text[1024];
         snprintf(text, sizeof(text), MODULE_HDR "%s", cases[i].config);
-        parse(text);
-        ck_assert_msg(res.nerrors == 1, "case %zu: %zu errors (first: %s)", i, res.nerrors,
-                      res.nerrors ? res.errors[0].message : "-");
-        ck_assert_msg(strcmp(res.errors[0].field, cases[i].field) == 0, "case %zu: field %s", i,
-                      res.errors[0].field);
-        ck_assert_msg(strcmp(res.errors[0].message, cases[i].message) == 0,
-                      "case %zu: message\n  got:  %s\n  want: %s", i, res.errors[0].message,
-                      cases[i].message);
-        ck_assert_str_eq(res.errors[0].mapping, "ambassador");
+        check_error_case(&(struct error_case){ .what = cases[i].config,
+                                               .text = text,
+                                               .field = cases[i].field,
+                                               .message = cases[i].message,
+                                               .mapping = "ambassador" });
         ck_assert_ptr_null(res.module); /* a broken Module is not used at all */
     }
     /* Top-level keys of a Module are checked too. */
@@ -731,54 +631,32 @@ END_TEST
 int main(void)
 {
     log_configure(LOG_LEVEL_ERROR, LOG_FORMAT_LOGFMT, "test");
-    Suite *s = suite_create("annotation");
-    TCase *tc = tcase_create("annotation");
-    tcase_add_checked_fixture(tc, NULL, teardown);
-    tcase_add_test(tc, annotation_valid_mapping_gets_defaults);
-    tcase_add_test(tc, annotation_every_supported_field);
-    tcase_add_test(tc, annotation_empty_rewrite_means_no_rewrite);
-    tcase_add_test(tc, annotation_syntax_error_has_line_and_spares_other_documents);
-    tcase_add_test(tc, annotation_syntax_error_in_later_document_does_not_abort);
-    tcase_add_test(tc, annotation_syntax_error_on_a_marker_line);
-    tcase_add_test(tc, annotation_empty_document_hides_nothing);
-    tcase_add_test(tc, annotation_non_map_document);
-    tcase_add_test(tc, annotation_missing_api_version);
-    tcase_add_test(tc, annotation_missing_kind);
-    tcase_add_test(tc, annotation_missing_name);
-    tcase_add_test(tc, annotation_bad_api_version);
-    tcase_add_test(tc, annotation_unknown_kind_with_suggestion);
-    tcase_add_test(tc, annotation_unsupported_kind_is_a_warning);
-    tcase_add_test(tc, annotation_unknown_key_with_suggestion);
-    tcase_add_test(tc, annotation_unknown_key_without_suggestion);
-    tcase_add_test(tc, annotation_type_error_string_for_int);
-    tcase_add_test(tc, annotation_type_error_quoted_number_is_a_string);
-    tcase_add_test(tc, annotation_type_error_list_for_string);
-    tcase_add_test(tc, annotation_type_error_map_for_bool);
-    tcase_add_test(tc, annotation_timeout_must_not_be_negative);
-    tcase_add_test(tc, annotation_missing_prefix);
-    tcase_add_test(tc, annotation_missing_service);
-    tcase_add_test(tc, annotation_prefix_must_start_with_slash);
-    tcase_add_test(tc, annotation_service_with_path);
-    tcase_add_test(tc, annotation_service_https_originates_tls);
-    tcase_add_test(tc, annotation_service_bad_port);
-    tcase_add_test(tc, annotation_service_forms);
-    tcase_add_test(tc, annotation_method_upper_cased_and_checked);
-    tcase_add_test(tc, annotation_ambassador_id_string_list_mismatch);
-    tcase_add_test(tc, annotation_header_value_true_and_false);
-    tcase_add_test(tc, annotation_field_not_supported_yet);
-    tcase_add_test(tc, annotation_duplicate_key);
-    tcase_add_test(tc, annotation_reports_every_error_of_a_document);
-    tcase_add_test(tc, annotation_oversized_is_refused);
-    tcase_add_test(tc, annotation_edit_distance_counts_transpositions);
-    tcase_add_test(tc, annotation_every_compat_field);
-    tcase_add_test(tc, annotation_redirect_fields);
-    tcase_add_test(tc, annotation_compat_errors_exact_text);
-    tcase_add_test(tc, annotation_module_settings);
-    tcase_add_test(tc, annotation_module_errors_exact_text);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        annotation_valid_mapping_gets_defaults,
+        annotation_every_supported_field,
+        annotation_empty_rewrite_means_no_rewrite,
+        annotation_syntax_error_has_line_and_spares_other_documents,
+        annotation_syntax_error_in_later_document_does_not_abort,
+        annotation_syntax_error_on_a_marker_line,
+        annotation_empty_document_hides_nothing,
+        annotation_non_map_document,
+        annotation_unsupported_kind_is_a_warning,
+        annotation_one_error_per_mistake,
+        annotation_service_https_originates_tls,
+        annotation_service_bad_port,
+        annotation_service_forms,
+        annotation_method_upper_cased_and_checked,
+        annotation_ambassador_id_string_list_mismatch,
+        annotation_header_value_true_and_false,
+        annotation_reports_every_error_of_a_document,
+        annotation_oversized_is_refused,
+        annotation_edit_distance_counts_transpositions,
+        annotation_every_compat_field,
+        annotation_redirect_fields,
+        annotation_compat_errors_exact_text,
+        annotation_module_settings,
+        annotation_module_errors_exact_text,
+        NULL,
+    };
+    return harness_main("annotation", 0, NULL, teardown, tests);
 }

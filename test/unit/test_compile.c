@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "compile.h"
+#include "harness.h"
 #include "log.h"
 #include "route.h"
 #include "xalloc.h"
@@ -536,31 +537,26 @@ END_TEST
 int main(void)
 {
     log_configure(LOG_LEVEL_ERROR, LOG_FORMAT_LOGFMT, "test");
-    Suite *s = suite_create("compile");
-    TCase *tc = tcase_create("compile");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, compile_one_mapping_one_route_one_cluster);
-    tcase_add_test(tc, compile_duplicate_name_first_service_wins);
-    tcase_add_test(tc, compile_duplicate_name_within_one_annotation);
-    tcase_add_test(tc, compile_same_name_in_two_namespaces_both_live);
-    tcase_add_test(tc, compile_orders_by_ambassador_precedence);
-    tcase_add_test(tc, compile_ties_keep_source_order);
-    tcase_add_test(tc, compile_clusters_are_deduplicated);
-    tcase_add_test(tc, compile_rewrite_and_timeout_defaults);
-    tcase_add_test(tc, compile_errors_are_kept_per_service_in_order);
-    tcase_add_test(tc, compile_table_survives_the_snapshot_round_trip);
-    tcase_add_test(tc, compile_ignores_other_ambassador_ids);
-    tcase_add_test(tc, compile_tables_equal_ignores_only_the_version);
-    tcase_add_test(tc, compile_groups_by_identical_match);
-    tcase_add_test(tc, compile_order_table);
-    tcase_add_test(tc, compile_module_applies_to_every_service);
-    tcase_add_test(tc, compile_second_module_is_an_error);
-    tcase_add_test(tc, compile_tls_clusters_carry_the_server_name);
-    tcase_add_test(tc, compile_compat_fields_round_trip_and_compare);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        compile_one_mapping_one_route_one_cluster,
+        compile_duplicate_name_first_service_wins,
+        compile_duplicate_name_within_one_annotation,
+        compile_same_name_in_two_namespaces_both_live,
+        compile_orders_by_ambassador_precedence,
+        compile_ties_keep_source_order,
+        compile_clusters_are_deduplicated,
+        compile_rewrite_and_timeout_defaults,
+        compile_errors_are_kept_per_service_in_order,
+        compile_table_survives_the_snapshot_round_trip,
+        compile_ignores_other_ambassador_ids,
+        compile_tables_equal_ignores_only_the_version,
+        compile_groups_by_identical_match,
+        compile_order_table,
+        compile_module_applies_to_every_service,
+        compile_second_module_is_an_error,
+        compile_tls_clusters_carry_the_server_name,
+        compile_compat_fields_round_trip_and_compare,
+        NULL,
+    };
+    return harness_main("compile", 0, setup, teardown, tests);
 }

@@ -9,6 +9,7 @@
 
 #include "annotation.h"
 #include "compile.h"
+#include "harness.h"
 #include "route.h"
 #include "route_policy.h"
 #include "xalloc.h"
@@ -472,25 +473,20 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("policy_compile");
-    TCase *tc = tcase_create("core");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, policy_weights_split_and_members_follow_their_leader);
-    tcase_add_test(tc, policy_weight_over_100_refuses_only_the_offender);
-    tcase_add_test(tc, policy_weight_shares_edge_cases);
-    tcase_add_test(tc, policy_shadow_attaches_to_the_group_leader);
-    tcase_add_test(tc, policy_cluster_policy_splits_clusters);
-    tcase_add_test(tc, policy_module_defaults_fill_what_mappings_leave_out);
-    tcase_add_test(tc, policy_fields_parse);
-    tcase_add_test(tc, policy_field_errors);
-    tcase_add_test(tc, policy_high_priority_breaker_is_a_warning);
-    tcase_add_test(tc, policy_json_round_trip);
-    tcase_add_test(tc, policy_json_rejections);
-    tcase_add_test(tc, policy_duration_parse);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {
+        policy_weights_split_and_members_follow_their_leader,
+        policy_weight_over_100_refuses_only_the_offender,
+        policy_weight_shares_edge_cases,
+        policy_shadow_attaches_to_the_group_leader,
+        policy_cluster_policy_splits_clusters,
+        policy_module_defaults_fill_what_mappings_leave_out,
+        policy_fields_parse,
+        policy_field_errors,
+        policy_high_priority_breaker_is_a_warning,
+        policy_json_round_trip,
+        policy_json_rejections,
+        policy_duration_parse,
+        NULL,
+    };
+    return harness_main("policy_compile", 0, setup, teardown, tests);
 }
