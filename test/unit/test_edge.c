@@ -1,5 +1,6 @@
 /* Tests for proxy/edge.c: the ambassador Module's client address, ip_allow / ip_deny, the
  * trusted scheme and the Server line, table-driven after Envoy's X-Forwarded-For examples. */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
@@ -164,6 +165,34 @@ START_TEST(edge_ip_rules_parse_and_contain)
 }
 END_TEST
 
+START_TEST(edge_formats_peer_addresses_as_inet_ntop_does)
+{
+    static const char *const v4[] = { "0.0.0.0",    "127.0.0.1",       "10.20.30.40",
+                                      "100.5.99.9", "255.255.255.255", "192.168.100.101" };
+    char out[INET6_ADDRSTRLEN], want[INET6_ADDRSTRLEN];
+    for (size_t i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
+        struct sockaddr_in a = { .sin_family = AF_INET };
+        ck_assert_int_eq(inet_pton(AF_INET, v4[i], &a.sin_addr), 1);
+        px_edge_format_peer((const struct sockaddr *)&a, out, sizeof(out));
+        ck_assert_str_eq(out, v4[i]);
+    }
+    for (unsigned n = 0; n < 256; n++) { /* every byte value, in every position */
+        struct sockaddr_in a = { .sin_family = AF_INET };
+        uint8_t *b = (uint8_t *)&a.sin_addr;
+        b[0] = (uint8_t)n, b[1] = (uint8_t)(255 - n), b[2] = (uint8_t)(n * 7), b[3] = (uint8_t)n;
+        px_edge_format_peer((const struct sockaddr *)&a, out, sizeof(out));
+        ck_assert_ptr_nonnull(inet_ntop(AF_INET, &a.sin_addr, want, sizeof(want)));
+        ck_assert_str_eq(out, want);
+    }
+    struct sockaddr_in6 a6 = { .sin6_family = AF_INET6 };
+    ck_assert_int_eq(inet_pton(AF_INET6, "2001:db8::1", &a6.sin6_addr), 1);
+    px_edge_format_peer((const struct sockaddr *)&a6, out, sizeof(out));
+    ck_assert_str_eq(out, "2001:db8::1");
+    px_edge_format_peer(NULL, out, sizeof(out));
+    ck_assert_str_eq(out, "unknown");
+}
+END_TEST
+
 int main(void)
 {
     const TTest *const tests[] = {
@@ -171,6 +200,7 @@ int main(void)
         edge_ip_allow_and_deny,
         edge_scheme_redirect_and_server_line,
         edge_ip_rules_parse_and_contain,
+        edge_formats_peer_addresses_as_inet_ntop_does,
         NULL,
     };
     return harness_main("edge", 0, NULL, NULL, tests);

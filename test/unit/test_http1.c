@@ -328,6 +328,26 @@ START_TEST(h1_request_head_drops_hop_by_hop_and_sets_forwarding_headers)
 }
 END_TEST
 
+/* Header kinds are found once per name, case-insensitively; Connection's tokens once per head:
+ * "close" drops a header named Close, keep-alive alone drops nothing else. */
+START_TEST(h1_request_head_header_kinds_and_connection_tokens)
+{
+    char *s = forward("POST / HTTP/1.1\r\nHOST: h\r\nConnection: close\r\nClose: x\r\n"
+                      "x-FORWARDED-for: 1.2.3.4\r\nX-Forwarded-Protocol: y\r\nContent-LENGTH: 0\r\n"
+                      "Hostname: n\r\n\r\n",
+                      "/", "up", "127.0.0.1", NULL);
+    ck_assert_str_eq(s, "POST / HTTP/1.1\r\nX-Forwarded-Protocol: y\r\nContent-LENGTH: 0\r\n"
+                        "Hostname: n\r\nHost: up\r\nX-Forwarded-For: 1.2.3.4, 127.0.0.1\r\n"
+                        "X-Forwarded-Proto: http\r\n\r\n");
+    free(s);
+    s = forward("GET / HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive\r\nClose: x\r\nA: 1\r\n\r\n",
+                "/", "h", "127.0.0.1", NULL);
+    ck_assert_str_eq(s, "GET / HTTP/1.1\r\nClose: x\r\nA: 1\r\nHost: h\r\n"
+                        "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n");
+    free(s);
+}
+END_TEST
+
 START_TEST(h1_request_head_appends_to_x_forwarded_for)
 {
     char *s = forward("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1\r\nA: 1\r\n"
@@ -591,13 +611,15 @@ static int whole_request_status(const char *req, bool bytewise)
 START_TEST(h1_refuses_bare_line_endings)
 {
     static const char *const bad[] = {
-        "GET / HTTP/1.1\r\nHost: h\r\n\n",            /* the head ends with a bare LF */
-        "GET / HTTP/1.0\n\r\n",                       /* request line */
-        "GET / HTTP/1.0\nX: y\r\n\r\n",               /* request line, then a header */
-        "\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",        /* a bare LF before the request */
-        CHUNKED_HEAD "3\r\nabc\r\n0\r\n\n",           /* the last chunk */
-        CHUNKED_HEAD "3\r\nabc\r\n0\r\nX-T: 1\r\n\n", /* the trailer section */
-        CHUNKED_HEAD "3;a=b\rc\r\nabc\r\n0\r\n\r\n",  /* a bare CR in a chunk-size line */
+        "GET / HTTP/1.1\r\nHost: h\r\n\n",              /* the head ends with a bare LF */
+        "GET / HTTP/1.0\n\r\n",                         /* request line */
+        "GET / HTTP/1.0\nX: y\r\n\r\n",                 /* request line, then a header */
+        "\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",          /* a bare LF before the request */
+        CHUNKED_HEAD "3\r\nabc\r\n0\r\n\n",             /* the last chunk */
+        CHUNKED_HEAD "3\r\nabc\r\n0\r\nX-T: 1\r\n\n",   /* the trailer section */
+        CHUNKED_HEAD "3;a=b\rc\r\nabc\r\n0\r\n\r\n",    /* a bare CR in a chunk-size line */
+        "GET / HTTP/1.1\r\nHost: h\r\nX: a\nb\r\n\r\n", /* a bare LF inside a header line */
+        "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\r\n\r\n",  /* CR CR LF */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         ck_assert_msg(whole_request_status(bad[i], false) == 400, "accepted: %s", bad[i]);
@@ -754,6 +776,7 @@ int main(void)
         h1_version_and_method_checks,
         h1_caps_target_and_head,
         h1_request_head_drops_hop_by_hop_and_sets_forwarding_headers,
+        h1_request_head_header_kinds_and_connection_tokens,
         h1_request_head_appends_to_x_forwarded_for,
         h1_request_head_keeps_content_length_and_rechunks,
         h1_request_head_references_header_runs,
