@@ -43,6 +43,7 @@
 #include "edge.h"
 #include "http_policy.h"
 #include "log.h"
+#include "request.h"
 #include "router.h"
 #include "snapshot.h"
 #include "shadow.h"
@@ -671,52 +672,19 @@ static void respond_redirect(struct px_conn *c, int status, const char *loc, siz
     respond_local(c, status, "redirecting to ", loc, len);
 }
 
-/* x_forwarded_proto_redirect: the same URL over https. The Host's port goes: the plain-HTTP
- * port means nothing for https. */
-static void redirect_to_https(struct px_conn *c, const char *host, size_t host_len,
-                              const char *path, size_t path_len, const char *query,
-                              size_t query_len)
+/* Answers a request as its verdict says (request.h), when it is not forwarded. */
+static void act_on(struct px_conn *c, const struct px_verdict *v)
 {
-    if (host == NULL || host_len == 0) {
-        respond_local(c, 400, "a Host is needed to redirect to https", NULL, 0);
+    if (v->kind == PX_VERDICT_REDIRECT) {
+        respond_redirect(c, v->status, v->location, v->location_len);
         return;
     }
-    size_t hl = px_host_without_port(host, host_len);
-    size_t room = 8 + hl + path_len + 1 + query_len + 1; /* and the NUL snprintf writes */
-    char *loc = px_arena_alloc(&c->arena, room);
-    int n = snprintf(loc, room, "https://%.*s%.*s%s%.*s", (int)hl, host, (int)path_len, path,
-                     query ? "?" : "", query ? (int)query_len : 0, query ? query : "");
-    respond_redirect(c, 301, loc, (size_t)n);
-}
-
-/* A route with host_redirect answers instead of proxying (router.h, px_router_location). */
-static void redirect_route(struct px_conn *c, const struct route *r, const char *scheme,
-                           const char *path, size_t path_len, const char *query, size_t query_len)
-{
-    size_t room = 64 + strlen(r->host_redirect) + 3 * path_len + query_len +
-                  (r->path_redirect ? strlen(r->path_redirect) : 0) +
-                  (r->prefix_redirect ? strlen(r->prefix_redirect) : 0) +
-                  (r->regex_redirect.substitution ? 2 * strlen(r->regex_redirect.substitution) : 0);
-    char *loc = px_arena_alloc(&c->arena, room);
-    long n =
-        px_router_location(c->snap->router, r, scheme, path, path_len, query, query_len, loc, room);
-    if (n <= 0) {
-        respond_local(c, 500, "cannot build the redirect location", NULL, 0);
-        return;
+    if (v->close) {
+        log_debug("request refused", "client=%s status=%d error=%.*s", c->client_ip, v->status,
+                  (int)v->detail_len, v->detail);
+        c->keep_alive = 0;
     }
-    respond_redirect(c, r->redirect_code ? r->redirect_code : ROUTE_REDIRECT_DEFAULT, loc,
-                     (size_t)n);
-}
-
-/* The route's header edits as the HTTP/1 layer takes them (NULL when it has none). */
-static const struct px_h1_edits *edits_of(struct px_conn *c, char *const *remove, size_t nremove,
-                                          const struct route_header_add *add, size_t nadd)
-{
-    if (nremove == 0 && nadd == 0)
-        return NULL;
-    struct px_h1_edits *e = px_arena_alloc(&c->arena, sizeof(*e));
-    *e = (struct px_h1_edits){ remove, nremove, add, nadd };
-    return e;
+    respond_local(c, v->status, v->msg, v->detail, v->detail_len);
 }
 
 /* ---- requests ---------------------------------------------------------------------------- */
@@ -735,143 +703,33 @@ static void on_request_head(struct px_conn *c)
     c->client_close = !llhttp_should_keep_alive(&p->ll);
     c->keep_alive = !c->client_close && !c->client_eof && !w->stopping;
 
-    const char *t = px_h1_at(p, p->target);
-    size_t tlen = p->target.len;
-    const char *host = NULL;
-    size_t host_len = 0;
-    int hi = px_h1_find(p, "host", 0);
-    if (hi >= 0) {
-        host = px_h1_at(p, p->headers[hi].value);
-        host_len = p->headers[hi].value.len;
-    }
-    /* The target's form was checked with the head (http1.c). An absolute-form authority
-     * replaces Host (RFC 9112 3.2.2); the path is routed and forwarded normalised, so that no
-     * spelling of it reaches a prefix the router did not pick (target.h, docs/security.md). */
-    struct px_target tg;
-    const char *why = NULL;
-    if (px_target_split(t, tlen, p->ll.method == HTTP_OPTIONS, &tg, &why) != 0) {
-        c->keep_alive = 0;
-        respond_local(c, 400, "bad request target: ", why, strlen(why));
-        return;
-    }
-    if (tg.asterisk) {
-        /* A question about the server, which the proxy is to the client. */
-        respond_local(c, 200, "OPTIONS * is answered by the proxy", NULL, 0);
-        return;
-    }
-    if (tg.authority != NULL) {
-        host = tg.authority;
-        host_len = tg.authority_len;
-    }
-    char *npath = px_arena_alloc(&c->arena, tg.path_len + 1);
-    bool merge = w->snap != NULL && w->snap->table->settings.merge_slashes;
-    long nl = px_path_normalize(tg.path, tg.path_len, merge, npath, &why);
-    if (nl < 0) {
-        log_debug("request refused", "client=%s status=%d error=%s", c->client_ip, 400, why);
-        c->keep_alive = 0;
-        respond_local(c, 400, "bad request path: ", why, strlen(why));
-        return;
-    }
-    npath[nl] = '\0';
-    const char *path = npath;
-    size_t path_len = (size_t)nl;
-    const char *query = tg.query;
-    size_t query_len = tg.query_len;
+    struct px_verdict v;
+    px_request_route(p, w->snap, c->client_ip, &c->arena, &v);
     /* The query is left out of the log: tokens travel there. */
-    c->log_path = npath;
-
-    if (w->snap == NULL) {
-        respond_local(c, 503, "no route table yet", NULL, 0);
+    c->log_path = v.path;
+    if (v.edge != NULL) {
+        c->snap = px_snapshot_ref(w->snap);
+        if (v.edge->server_line[0] != '\0')
+            c->local_headers = v.edge->server_line;
+    }
+    if (v.kind != PX_VERDICT_ROUTE) {
+        act_on(c, &v);
         return;
     }
-    c->snap = px_snapshot_ref(w->snap);
-
-    struct px_header *hv = px_arena_alloc(&c->arena, (p->nheaders + 1) * sizeof(*hv));
-    for (uint32_t i = 0; i < p->nheaders; i++) {
-        hv[i].name = px_h1_at(p, p->headers[i].name);
-        hv[i].name_len = p->headers[i].name.len;
-        hv[i].value = px_h1_at(p, p->headers[i].value);
-        hv[i].value_len = p->headers[i].value.len;
-    }
-    /* The ambassador Module at the edge (edge.h): who the client is, whether it may come in,
-     * which scheme it used. */
-    const struct route_settings *st = &c->snap->table->settings;
-    struct px_edge *edge = px_arena_alloc(&c->arena, sizeof(*edge));
-    px_edge_check(st, c->client_ip, hv, p->nheaders, edge);
-    if (edge->server_line[0] != '\0')
-        c->local_headers = edge->server_line;
-    if (edge->denied) {
-        respond_local(c, 403, "denied by ip_allow/ip_deny: client ", edge->client,
-                      strlen(edge->client));
-        return;
-    }
-    if (edge->redirect_https) {
-        redirect_to_https(c, host, host_len, path, path_len, query, query_len);
-        return;
-    }
-
-    const char *method = llhttp_method_name((llhttp_method_t)p->ll.method);
-    struct px_request_view view = {
-        .method = method,
-        .method_len = strlen(method),
-        .path = path,
-        .path_len = path_len,
-        .query = query,
-        .query_len = query_len,
-        .host = host,
-        .host_len = host_len,
-        .headers = hv,
-        .nheaders = p->nheaders,
-    };
-    const struct route *r = px_router_match(c->snap->router, &view);
-    if (r == NULL) {
-        respond_local(c, 404, "no route for ", path, path_len);
-        return;
-    }
-    r = px_pol_pick(c, r); /* a canary group's member for this request */
+    const struct route *r = px_pol_pick(c, v.route); /* a canary group's member */
     c->route = r;
     c->cluster = &c->snap->table->clusters[r->cluster];
-    if (r->host_redirect != NULL) {
-        redirect_route(c, r, edge->proto, path, path_len, query, query_len);
+    struct px_h1_forward f;
+    if (px_request_forward(&v, r, c->snap->table, c->snap->router, c->client_ip, &c->arena, &f) !=
+        0) {
+        act_on(c, &v);
         return;
     }
-
-    size_t cap = px_router_rewrite_room(r, path_len, query_len);
-    char *target = px_arena_alloc(&c->arena, cap);
-    long tl = px_router_rewrite(c->snap->router, r, path, path_len, query, query_len, target, cap);
-    if (tl <= 0) {
-        respond_local(c, 500, "cannot rewrite the request target", NULL, 0);
-        return;
-    }
-    c->resp_edits = edits_of(c, r->remove_response_headers, r->nremove_response_headers,
-                             r->add_response_headers, r->nadd_response_headers);
+    c->resp_edits =
+        px_request_edits(&c->arena, r->remove_response_headers, r->nremove_response_headers,
+                         r->add_response_headers, r->nadd_response_headers);
     if (px_pol_admit(c) != 0)
         return; /* CORS preflight, rate limit or circuit breaker answered (http_policy.c) */
-    struct px_h1_forward f = {
-        .target = target,
-        .target_len = (size_t)tl,
-        .client_ip = c->client_ip,
-        .keep_xff = !st->use_remote_address,
-        .proto = edge->proto,
-        .edits = edits_of(c, r->remove_request_headers, r->nremove_request_headers,
-                          r->add_request_headers, r->nadd_request_headers),
-    };
-    if (r->host_rewrite != NULL) {
-        f.host = r->host_rewrite;
-        f.host_len = strlen(r->host_rewrite);
-    } else if (host != NULL && host_len > 0) {
-        f.host = host;
-        f.host_len = host_len;
-    } else {
-        /* An HTTP/1.0 client without Host: name the upstream itself. */
-        char *h = px_arena_alloc(&c->arena, strlen(c->cluster->host) + 8);
-        int n = c->cluster->port == 80
-                    ? snprintf(h, strlen(c->cluster->host) + 8, "%s", c->cluster->host)
-                    : snprintf(h, strlen(c->cluster->host) + 8, "%s:%u", c->cluster->host,
-                               (unsigned)c->cluster->port);
-        f.host = h;
-        f.host_len = (size_t)n;
-    }
     c->head_niov = px_h1_request_head(p, &f, &c->arena, &c->head_iov);
     px_tunnel_prepare(c); /* use_websocket / allow_upgrade */
     px_shadow_start(c, &f);
