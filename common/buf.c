@@ -40,6 +40,15 @@ int buf_append(struct buf *b, const void *p, size_t n)
     return 0;
 }
 
+void buf_reserve(struct buf *b, size_t n)
+{
+    size_t need = n > b->max - b->len ? b->max : b->len + n;
+    if (need + 1 > b->cap) {
+        grow(b, need);
+        b->data[b->len] = '\0';
+    }
+}
+
 int buf_append_str(struct buf *b, const char *s)
 {
     return buf_append(b, s, strlen(s));

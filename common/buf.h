@@ -16,6 +16,9 @@ void buf_init(struct buf *b, size_t max);
 /* Appends n bytes. Returns 0, or -E2BIG when len would exceed max (b is unchanged). */
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_append_str(struct buf *b, const char *s);
+/* Makes room for n more bytes without a reallocation, as far as the cap allows (then up to the
+ * cap). For writers that know roughly how much they will append. */
+void buf_reserve(struct buf *b, size_t n);
 /* printf-style append; -E2BIG past the cap. */
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drops the first n bytes (n <= len). */

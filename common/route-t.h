@@ -46,6 +46,9 @@ struct route_cluster {
 /* Permanent redirects and friends; the only codes Envoy (and so Ambassador) accepts. */
 #define ROUTE_REDIRECT_DEFAULT 301
 
+/* A table holds one per Mapping, 100 000 of them in large clusters: members are ordered so
+ * that the small ones share words (no padding between groups), and a route read from JSON
+ * keeps its strings in the table's arena (route_table.arena). */
 struct route {
     /* Where it came from. */
     char *ns;
@@ -53,32 +56,32 @@ struct route {
     char *mapping;
     /* Match. */
     char *prefix;
-    bool prefix_regex;
-    bool prefix_exact;
-    bool case_sensitive;
     char *method; /* upper case; NULL: any method */
-    bool method_regex;
-    char *host; /* NULL: any Host */
-    bool host_regex;
+    char *host;   /* NULL: any Host */
     struct route_header *headers;
     size_t nheaders;
     struct route_header *query; /* query parameters, matched on URL-decoded names and values */
     size_t nquery;
     int32_t precedence;
+    bool prefix_regex;
+    bool prefix_exact;
+    bool case_sensitive;
+    bool method_regex;
+    bool host_regex;
     /* Action. */
-    uint32_t cluster; /* index into route_table.clusters */
-    char *rewrite;    /* NULL: path unchanged; else replaces the matched prefix (whole path for
-                       * prefix_regex) */
+    uint16_t redirect_code; /* with host_redirect; 0: ROUTE_REDIRECT_DEFAULT */
+    uint32_t cluster;       /* index into route_table.clusters */
+    uint32_t timeout_ms;    /* whole request; 0: none */
+    char *rewrite; /* NULL: path unchanged; else replaces the matched prefix (whole path for
+                    * prefix_regex) */
     struct route_regex_sub regex_rewrite; /* wins over rewrite */
     char *host_rewrite;                   /* NULL: the client's Host is forwarded */
-    uint32_t timeout_ms;                  /* whole request; 0: none */
     /* Redirect instead of proxying, when host_redirect is set. */
     char *host_redirect;   /* authority of the Location */
     char *redirect_scheme; /* "https", or NULL: the request's scheme */
     char *path_redirect;   /* replaces the whole path */
     char *prefix_redirect; /* replaces the matched prefix */
     struct route_regex_sub regex_redirect;
-    uint16_t redirect_code; /* 0: ROUTE_REDIRECT_DEFAULT */
     /* Header edits: removals first, then additions (Envoy's order). */
     struct route_header_add *add_request_headers;
     size_t nadd_request_headers;
@@ -126,6 +129,8 @@ struct route_error {
     char *message;
 };
 
+struct route_arena;
+
 struct route_table {
     uint64_t version;
     struct route *routes; /* in match order: the first that matches wins */
@@ -135,6 +140,11 @@ struct route_table {
     struct route_error *errors;
     size_t nerrors;
     struct route_settings settings;
+    /* NULL: built in memory (the controller, tests), every field its own allocation. Else
+     * read by route_table_from_json: every string and array the table points at lives in
+     * this arena (route_arena.h), strings that repeat are stored once, and none of it may be
+     * freed or replaced field by field. */
+    struct route_arena *arena;
 };
 
 #endif

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "opts.h"
+#include "route_arena.h"
+#include "route_json.h"
 #include "route_policy.h"
 #include "xalloc.h"
 
@@ -112,13 +114,17 @@ void route_table_free(struct route_table *t)
 {
     if (t == NULL)
         return;
-    for (size_t i = 0; i < t->nroutes; i++)
-        route_free_fields(&t->routes[i]);
-    for (size_t i = 0; i < t->nclusters; i++)
-        route_cluster_free_fields(&t->clusters[i]);
-    for (size_t i = 0; i < t->nerrors; i++)
-        route_error_free_fields(&t->errors[i]);
-    route_settings_free_fields(&t->settings);
+    if (t->arena == NULL) {
+        /* Built in memory: every field is its own allocation. */
+        for (size_t i = 0; i < t->nroutes; i++)
+            route_free_fields(&t->routes[i]);
+        for (size_t i = 0; i < t->nclusters; i++)
+            route_cluster_free_fields(&t->clusters[i]);
+        for (size_t i = 0; i < t->nerrors; i++)
+            route_error_free_fields(&t->errors[i]);
+        route_settings_free_fields(&t->settings);
+    }
+    route_arena_free(t->arena);
     free(t->routes);
     free(t->clusters);
     free(t->errors);
@@ -200,300 +206,181 @@ void route_sort(struct route *routes, size_t n)
     free(tmp);
 }
 
-/* ---- JSON form ---- */
+/* ---- JSON form: the types (route_json.h) ---- */
 
-/* One table per struct drives writing, reading and comparing, so the three cannot drift. */
-enum jtype {
-    J_STR,      /* char *, omitted when NULL */
-    J_STR_REQ,  /* char *, required */
-    J_BOOL,     /* bool, always written */
-    J_FLAG,     /* bool, written only when true */
-    J_INT32,    /* int32_t */
-    J_UINT32,   /* uint32_t */
-    J_PORT,     /* uint16_t, 1-65535, required */
-    J_INT,      /* int */
-    J_CLUSTER,  /* uint32_t index, written as the cluster's name; required */
-    J_MATCHES,  /* struct route_header[], count at noff; omitted when empty */
-    J_ADDS,     /* struct route_header_add[], count at noff; omitted when empty */
-    J_STRS,     /* char *[], count at noff; omitted when empty */
-    J_SUB,      /* struct route_regex_sub, omitted when pattern is NULL */
-    J_REDIRECT, /* uint16_t redirect status, omitted when 0 */
-    J_IPRULES,  /* struct route_ip_rule[], count at noff; omitted when empty */
-    J_OPS,      /* a policy field: read, written and compared by ops (route_policy.h) */
-};
-
-struct jfield {
-    const char *name;
-    enum jtype type;
-    size_t off;
-    size_t noff;                      /* list types: where the element count lives */
-    const struct route_json_ops *ops; /* J_OPS */
-};
-
-#define RF(n, t, f)                                                                                \
-    {                                                                                              \
-        n, t, offsetof(struct route, f), 0, NULL                                                   \
-    }
-#define RL(n, t, f, c)                                                                             \
-    {                                                                                              \
-        n, t, offsetof(struct route, f), offsetof(struct route, c), NULL                           \
-    }
-#define RO(n, f, ops)                                                                              \
-    {                                                                                              \
-        n, J_OPS, offsetof(struct route, f), 0, ops                                                \
-    }
-static const struct jfield route_fields[] = {
-    RF("namespace", J_STR_REQ, ns),
-    RF("service", J_STR_REQ, svc),
-    RF("mapping", J_STR_REQ, mapping),
-    RF("prefix", J_STR_REQ, prefix),
-    RF("prefix_regex", J_BOOL, prefix_regex),
-    RF("prefix_exact", J_BOOL, prefix_exact),
-    RF("case_sensitive", J_BOOL, case_sensitive),
-    RF("method", J_STR, method),
-    RF("method_regex", J_FLAG, method_regex),
-    RF("host", J_STR, host),
-    RF("host_regex", J_FLAG, host_regex),
-    RL("headers", J_MATCHES, headers, nheaders),
-    RL("query_parameters", J_MATCHES, query, nquery),
-    RF("precedence", J_INT32, precedence),
-    RF("cluster", J_CLUSTER, cluster),
-    RF("rewrite", J_STR, rewrite),
-    RF("regex_rewrite", J_SUB, regex_rewrite),
-    RF("host_rewrite", J_STR, host_rewrite),
-    RF("timeout_ms", J_UINT32, timeout_ms),
-    RF("host_redirect", J_STR, host_redirect),
-    RF("redirect_scheme", J_STR, redirect_scheme),
-    RF("path_redirect", J_STR, path_redirect),
-    RF("prefix_redirect", J_STR, prefix_redirect),
-    RF("regex_redirect", J_SUB, regex_redirect),
-    RF("redirect_response_code", J_REDIRECT, redirect_code),
-    RL("add_request_headers", J_ADDS, add_request_headers, nadd_request_headers),
-    RL("add_response_headers", J_ADDS, add_response_headers, nadd_response_headers),
-    RL("remove_request_headers", J_STRS, remove_request_headers, nremove_request_headers),
-    RL("remove_response_headers", J_STRS, remove_response_headers, nremove_response_headers),
-    RO("group_size", policy.group_size, &route_json_uint_opt),
-    RO("weight", policy.weight, &route_json_uint_opt),
-    RO("idle_timeout_ms", policy.idle_timeout_ms, &route_json_uint_opt),
-    RO("retry_policy", policy.retry, &route_json_retry),
-    RO("cors", policy.cors, &route_json_cors),
-    RO("rate_limits", policy.rate_limits, &route_json_rate_limits),
-    RO("legate_rate_limit", policy.local_rl, &route_json_local_rl),
-    RO("allow_upgrade", policy.upgrades, &route_json_upgrades),
-    RO("shadow", policy.shadow, &route_json_shadow),
-};
-#undef RF
-#undef RL
-#undef RO
-
-#define CF(n, t, f)                                                                                \
-    {                                                                                              \
-        n, t, offsetof(struct route_cluster, f), 0, NULL                                           \
-    }
-#define CO(n, f, ops)                                                                              \
-    {                                                                                              \
-        n, J_OPS, offsetof(struct route_cluster, f), 0, ops                                        \
-    }
-static const struct jfield cluster_fields[] = {
-    CF("name", J_STR_REQ, name),
-    CF("scheme", J_STR_REQ, scheme),
-    CF("host", J_STR_REQ, host),
-    CF("port", J_PORT, port),
-    CF("sni", J_STR, sni),
-    CO("connect_timeout_ms", policy.connect_timeout_ms, &route_json_uint_opt),
-    CO("idle_timeout_ms", policy.idle_timeout_ms, &route_json_uint_opt),
-    CO("max_connection_lifetime_ms", policy.max_lifetime_ms, &route_json_uint_opt),
-    CO("circuit_breakers", policy.cb, &route_json_circuit_breakers),
-    CO("load_balancer", policy.lb, &route_json_lb),
-};
-#undef CF
-#undef CO
-
-#define EF(n, t, f)                                                                                \
-    {                                                                                              \
-        n, t, offsetof(struct route_error, f), 0, NULL                                             \
-    }
-static const struct jfield error_fields[] = {
-    EF("namespace", J_STR, ns), EF("service", J_STR, svc), EF("mapping", J_STR, mapping),
-    EF("field", J_STR, field),  EF("line", J_INT, line),   EF("message", J_STR_REQ, message),
-};
-#undef EF
-
-#define SF(n, t, f)                                                                                \
-    {                                                                                              \
-        n, t, offsetof(struct route_settings, f), 0, NULL                                          \
-    }
-#define SL(n, t, f, c)                                                                             \
-    {                                                                                              \
-        n, t, offsetof(struct route_settings, f), offsetof(struct route_settings, c), NULL         \
-    }
-static const struct jfield settings_fields[] = {
-    SF("use_remote_address", J_BOOL, use_remote_address),
-    SF("xff_num_trusted_hops", J_UINT32, xff_num_trusted_hops),
-    SF("x_forwarded_proto_redirect", J_BOOL, x_forwarded_proto_redirect),
-    SF("merge_slashes", J_BOOL, merge_slashes),
-    SL("ip_allow", J_IPRULES, ip_allow, nip_allow),
-    SL("ip_deny", J_IPRULES, ip_deny, nip_deny),
-    SF("server_name", J_STR, server_name),
-};
-#undef SF
-#undef SL
-
-#define AT(base, off, type)  ((type *)((char *)(base) + (off)))
-#define CAT(base, off, type) ((const type *)((const char *)(base) + (off)))
-
-static bool is_redirect_code(int64_t c)
+static bool str_eq(const char *a, const char *b)
 {
-    return c == 301 || c == 302 || c == 303 || c == 307 || c == 308;
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-/* ---- writing ---- */
-
-static json_object *put_value(const void *base, const struct jfield *f, const struct route_table *t)
+static int wrong_type(struct route_jr *r, const struct route_field *f)
 {
-    size_t n = f->noff ? *CAT(base, f->noff, size_t) : 0;
-    json_object *v = NULL;
-    switch (f->type) {
-    case J_STR:
-    case J_STR_REQ: {
-        const char *s = *CAT(base, f->off, char *);
-        return s ? json_object_new_string(s) : NULL;
-    }
-    case J_BOOL:
-        return json_object_new_boolean(*CAT(base, f->off, bool));
-    case J_FLAG:
-        return *CAT(base, f->off, bool) ? json_object_new_boolean(1) : NULL;
-    case J_INT32:
-        return json_object_new_int(*CAT(base, f->off, int32_t));
-    case J_UINT32:
-        return json_object_new_int64(*CAT(base, f->off, uint32_t));
-    case J_PORT:
-        return json_object_new_int(*CAT(base, f->off, uint16_t));
-    case J_INT:
-        return json_object_new_int(*CAT(base, f->off, int));
-    case J_CLUSTER:
-        return json_object_new_string(t->clusters[*CAT(base, f->off, uint32_t)].name);
-    case J_REDIRECT: {
-        uint16_t c = *CAT(base, f->off, uint16_t);
-        return c ? json_object_new_int(c) : NULL;
-    }
-    case J_SUB: {
-        const struct route_regex_sub *s = CAT(base, f->off, struct route_regex_sub);
-        if (s->pattern == NULL)
-            return NULL;
-        v = json_object_new_object();
-        json_object_object_add(v, "pattern", json_object_new_string(s->pattern));
-        json_object_object_add(v, "substitution",
-                               json_object_new_string(s->substitution ? s->substitution : ""));
-        return v;
-    }
-    case J_MATCHES:
-    case J_ADDS:
-    case J_STRS:
-    case J_IPRULES:
-        break;
-    case J_OPS:
-        return f->ops->put(CAT(base, f->off, void), t);
-    }
-    if (n == 0)
-        return NULL;
-    v = json_object_new_array_ext((int)n);
-    for (size_t i = 0; i < n; i++) {
-        json_object *e = NULL;
-        if (f->type == J_STRS) {
-            e = json_object_new_string((*CAT(base, f->off, char **))[i]);
-        } else if (f->type == J_MATCHES) {
-            const struct route_header *h = &(*CAT(base, f->off, struct route_header *))[i];
-            e = json_object_new_object();
-            json_object_object_add(e, "name", json_object_new_string(h->name));
-            if (h->value)
-                json_object_object_add(e, "value", json_object_new_string(h->value));
-            if (h->regex)
-                json_object_object_add(e, "regex", json_object_new_boolean(1));
-        } else if (f->type == J_ADDS) {
-            const struct route_header_add *h = &(*CAT(base, f->off, struct route_header_add *))[i];
-            e = json_object_new_object();
-            json_object_object_add(e, "name", json_object_new_string(h->name));
-            json_object_object_add(e, "value", json_object_new_string(h->value));
-            json_object_object_add(e, "append", json_object_new_boolean(h->append));
-        } else {
-            const struct route_ip_rule *r = &(*CAT(base, f->off, struct route_ip_rule *))[i];
-            e = json_object_new_object();
-            json_object_object_add(e, r->remote ? "remote" : "peer",
-                                   json_object_new_string(r->cidr));
-        }
-        json_object_array_add(v, e);
-    }
-    return v;
+    return route_jr_fail(r, "%s.%s: wrong type or out of range", route_jr_label(r), f->name);
 }
 
-static json_object *put_fields(const void *base, const struct jfield *f, size_t n,
-                               const struct route_table *t)
+static void str_write(struct route_jw *w, const struct route_field *f, const void *base,
+                      const struct route_table *t)
 {
-    json_object *o = json_object_new_object();
-    for (size_t i = 0; i < n; i++) {
-        json_object *v = put_value(base, &f[i], t);
-        /* Absent optional values are omitted; required strings are written as null when
-         * missing (a table built in memory may lack them; the reader refuses it). */
-        if (v != NULL || f[i].type == J_STR_REQ)
-            json_object_object_add(o, f[i].name, v);
+    (void)t;
+    const char *s = *ROUTE_CFIELD(base, f, char *);
+    if (s == NULL && !(f->flags & ROUTE_F_REQUIRED))
+        return;
+    route_jw_key(w, f->name);
+    route_jw_str(w, s);
+}
+
+static int str_read(struct route_jr *r, const struct route_field *f, json_object *v, void *base)
+{
+    if (json_object_is_type(v, json_type_null))
+        return 0;
+    if (!json_object_is_type(v, json_type_string))
+        return wrong_type(r, f);
+    *ROUTE_FIELD(base, f, char *) = route_jr_str(r, v, !(f->flags & ROUTE_F_UNIQUE));
+    return 0;
+}
+
+static bool str_field_eq(const struct route_field *f, const void *a, const void *b)
+{
+    return str_eq(*ROUTE_CFIELD(a, f, char *), *ROUTE_CFIELD(b, f, char *));
+}
+
+const struct route_json_ops route_json_str = { str_write, str_read, str_field_eq };
+
+/* bool: always written, or only when true with ROUTE_F_OMIT. */
+static void bool_write(struct route_jw *w, const struct route_field *f, const void *base,
+                       const struct route_table *t)
+{
+    (void)t;
+    bool v = *ROUTE_CFIELD(base, f, bool);
+    if (!v && (f->flags & ROUTE_F_OMIT))
+        return;
+    route_jw_key(w, f->name);
+    route_jw_bool(w, v);
+}
+
+static int bool_read(struct route_jr *r, const struct route_field *f, json_object *v, void *base)
+{
+    if (!json_object_is_type(v, json_type_boolean))
+        return wrong_type(r, f);
+    *ROUTE_FIELD(base, f, bool) = json_object_get_boolean(v);
+    return 0;
+}
+
+static bool bool_eq(const struct route_field *f, const void *a, const void *b)
+{
+    return *ROUTE_CFIELD(a, f, bool) == *ROUTE_CFIELD(b, f, bool);
+}
+
+static const struct route_json_ops ops_bool = { bool_write, bool_read, bool_eq };
+
+/* Integers of every width and range: one set of ops, the field's arg says which. */
+struct int_kind {
+    int64_t min, max;
+    unsigned size;        /* of the member: 2 (uint16_t) or 4 */
+    bool is_signed;       /* 4 bytes: int32_t (and int, the same size here) or uint32_t */
+    bool omit_zero;       /* not written when 0 */
+    const uint16_t *only; /* when set, the values allowed, 0-terminated */
+};
+
+_Static_assert(sizeof(int) == sizeof(int32_t), "route_error.line is read as an int32_t");
+
+static int64_t int_get(const struct route_field *f, const void *base)
+{
+    const struct int_kind *k = f->arg;
+    if (k->size == 2)
+        return *ROUTE_CFIELD(base, f, uint16_t);
+    if (k->is_signed)
+        return *ROUTE_CFIELD(base, f, int32_t);
+    return *ROUTE_CFIELD(base, f, uint32_t);
+}
+
+static void int_write(struct route_jw *w, const struct route_field *f, const void *base,
+                      const struct route_table *t)
+{
+    (void)t;
+    int64_t v = int_get(f, base);
+    if (v == 0 && ((const struct int_kind *)f->arg)->omit_zero)
+        return;
+    route_jw_key(w, f->name);
+    route_jw_int(w, v);
+}
+
+static int int_read(struct route_jr *r, const struct route_field *f, json_object *v, void *base)
+{
+    const struct int_kind *k = f->arg;
+    int64_t i = json_object_get_int64(v);
+    bool ok = json_object_is_type(v, json_type_int) && i >= k->min && i <= k->max;
+    if (ok && k->only != NULL) {
+        const uint16_t *o = k->only;
+        while (*o != 0 && *o != i)
+            o++;
+        ok = *o != 0;
     }
-    return o;
+    if (!ok)
+        return wrong_type(r, f);
+    if (k->size == 2)
+        *ROUTE_FIELD(base, f, uint16_t) = (uint16_t)i;
+    else if (k->is_signed)
+        *ROUTE_FIELD(base, f, int32_t) = (int32_t)i;
+    else
+        *ROUTE_FIELD(base, f, uint32_t) = (uint32_t)i;
+    return 0;
 }
 
-json_object *route_table_to_json(const struct route_table *t)
+static bool int_eq(const struct route_field *f, const void *a, const void *b)
 {
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "version", json_object_new_int64((int64_t)t->version));
-    json_object *routes = json_object_new_array_ext((int)t->nroutes);
-    for (size_t i = 0; i < t->nroutes; i++)
-        json_object_array_add(routes,
-                              put_fields(&t->routes[i], route_fields, ARRAY_SIZE(route_fields), t));
-    json_object *clusters = json_object_new_array_ext((int)t->nclusters);
-    for (size_t i = 0; i < t->nclusters; i++)
-        json_object_array_add(
-            clusters, put_fields(&t->clusters[i], cluster_fields, ARRAY_SIZE(cluster_fields), t));
-    json_object *errors = json_object_new_array_ext((int)t->nerrors);
-    for (size_t i = 0; i < t->nerrors; i++)
-        json_object_array_add(errors,
-                              put_fields(&t->errors[i], error_fields, ARRAY_SIZE(error_fields), t));
-    json_object_object_add(o, "routes", routes);
-    json_object_object_add(o, "clusters", clusters);
-    json_object_object_add(o, "errors", errors);
-    json_object_object_add(
-        o, "settings", put_fields(&t->settings, settings_fields, ARRAY_SIZE(settings_fields), t));
-    return o;
+    return int_get(f, a) == int_get(f, b);
 }
 
-/* ---- reading ---- */
+static const struct route_json_ops ops_int = { int_write, int_read, int_eq };
 
-/* Finds a cluster by name: linear in clusters, done once per route at load time off the
- * request path; tables keep a name index when that matters (see proxy). */
-static int cluster_index(const struct route_table *t, const char *name, uint32_t *out)
+static const uint16_t redirect_codes[] = { 301, 302, 303, 307, 308, 0 };
+static const struct int_kind int32 = { INT32_MIN, INT32_MAX, 4, true, false, NULL };
+static const struct int_kind uint32 = { 0, UINT32_MAX, 4, false, false, NULL };
+static const struct int_kind uint32_opt = { 0, UINT32_MAX, 4, false, true, NULL };
+static const struct int_kind port = { 1, 65535, 2, false, false, NULL };
+static const struct int_kind redirect = { 301, 308, 2, false, true, redirect_codes };
+
+static bool u32_eq(const struct route_field *f, const void *a, const void *b)
 {
-    for (size_t i = 0; i < t->nclusters; i++) {
-        if (strcmp(t->clusters[i].name, name) == 0) {
-            *out = (uint32_t)i;
-            return 0;
-        }
-    }
-    return -ENOENT;
+    return *ROUTE_CFIELD(a, f, uint32_t) == *ROUTE_CFIELD(b, f, uint32_t);
 }
 
-/* Reads a string member of object o into *dst (a new copy). Returns 1 when read, 0 when
- * absent, -EINVAL when present with another type. */
-static int member_string(json_object *o, const char *key, char **dst)
+/* uint32_t index into the table's clusters, written as the cluster's name; required. Tables
+ * compare with the same clusters in the same order, so indexes compare. */
+static void cluster_write(struct route_jw *w, const struct route_field *f, const void *base,
+                          const struct route_table *t)
+{
+    route_jw_key(w, f->name);
+    route_jw_str(w, t->clusters[*ROUTE_CFIELD(base, f, uint32_t)].name);
+}
+
+static int cluster_read(struct route_jr *r, const struct route_field *f, json_object *v, void *base)
+{
+    if (!json_object_is_type(v, json_type_string))
+        return wrong_type(r, f);
+    if (route_jr_cluster(r, json_object_get_string(v), ROUTE_FIELD(base, f, uint32_t)) != 0)
+        return route_jr_fail(r, "%s: unknown cluster \"%s\"", route_jr_label(r),
+                             json_object_get_string(v));
+    return 0;
+}
+
+static const struct route_json_ops ops_cluster = { cluster_write, cluster_read, u32_eq };
+
+/* Reads string member key of object o into *dst. Returns 1 when read, 0 when absent, -EINVAL
+ * when present with another type. */
+static int member_string(struct route_jr *r, json_object *o, const char *key, char **dst)
 {
     json_object *v = NULL;
     if (!json_object_object_get_ex(o, key, &v))
         return 0;
     if (!json_object_is_type(v, json_type_string))
         return -EINVAL;
-    *dst = xstrdup(json_object_get_string(v));
+    *dst = route_jr_str(r, v, true);
     return 1;
 }
 
-/* Checks that every key of o is in names (n of them). Returns the first other key or NULL. */
+/* Returns the first key of o outside names[0..n), or NULL. */
 static const char *stray_key(json_object *o, const char *const *names, size_t n)
 {
     json_object_object_foreach(o, key, val)
@@ -508,214 +395,447 @@ static const char *stray_key(json_object *o, const char *const *names, size_t n)
     return NULL;
 }
 
-/* Reads one element of a list-typed field into slot i of the (zeroed) array. */
-static int get_element(json_object *e, const struct jfield *f, void *arr, size_t i,
-                       const char *label, char *err, size_t errlen)
+/* struct route_regex_sub: {"pattern", "substitution"}, omitted when pattern is NULL. */
+static void sub_write(struct route_jw *w, const struct route_field *f, const void *base,
+                      const struct route_table *t)
 {
-    static const char *const match_keys[] = { "name", "value", "regex" };
-    static const char *const add_keys[] = { "name", "value", "append" };
-    const char *what = f->name;
-
-    if (f->type == J_STRS) {
-        if (!json_object_is_type(e, json_type_string)) {
-            snprintf(err, errlen, "%s.%s[%zu]: expected a string", label, what, i);
-            return -EINVAL;
-        }
-        ((char **)arr)[i] = xstrdup(json_object_get_string(e));
-        return 0;
-    }
-    if (!json_object_is_type(e, json_type_object)) {
-        snprintf(err, errlen, "%s.%s[%zu]: expected an object", label, what, i);
-        return -EINVAL;
-    }
-    if (f->type == J_IPRULES) {
-        struct route_ip_rule *r = &((struct route_ip_rule *)arr)[i];
-        json_object *v = NULL;
-        bool remote = json_object_object_get_ex(e, "remote", &v);
-        if ((remote || json_object_object_get_ex(e, "peer", &v)) &&
-            json_object_object_length(e) == 1 && json_object_is_type(v, json_type_string) &&
-            route_ip_rule_parse(json_object_get_string(v), remote, r) == 0)
-            return 0;
-        snprintf(err, errlen, "%s.%s[%zu]: expected {\"peer\"|\"remote\": CIDR}", label, what, i);
-        return -EINVAL;
-    }
-    const char *stray = stray_key(e, f->type == J_MATCHES ? match_keys : add_keys, 3);
-    if (stray != NULL) {
-        snprintf(err, errlen, "%s.%s[%zu].%s: unknown key or wrong type", label, what, i, stray);
-        return -EINVAL;
-    }
-    char **name, **value;
-    bool *flag;
-    if (f->type == J_MATCHES) {
-        struct route_header *h = &((struct route_header *)arr)[i];
-        name = &h->name, value = &h->value, flag = &h->regex;
-    } else {
-        struct route_header_add *h = &((struct route_header_add *)arr)[i];
-        name = &h->name, value = &h->value, flag = &h->append;
-        *flag = true;
-    }
-    const char *flag_key = f->type == J_MATCHES ? "regex" : "append";
-    json_object *b = NULL;
-    int rn = member_string(e, "name", name), rv = member_string(e, "value", value);
-    bool bad_flag =
-        json_object_object_get_ex(e, flag_key, &b) && !json_object_is_type(b, json_type_boolean);
-    if (rn < 0 || rv < 0 || bad_flag) {
-        const char *bad = rn < 0 ? "name" : rv < 0 ? "value" : flag_key;
-        snprintf(err, errlen, "%s.%s[%zu].%s: unknown key or wrong type", label, what, i, bad);
-        return -EINVAL;
-    }
-    if (b != NULL)
-        *flag = json_object_get_boolean(b);
-    if (*name == NULL) {
-        snprintf(err, errlen, "%s[%zu]: missing name", what, i);
-        return -EINVAL;
-    }
-    if (f->type == J_ADDS && *value == NULL) {
-        snprintf(err, errlen, "%s[%zu]: missing value", what, i);
-        return -EINVAL;
-    }
-    return 0;
+    (void)t;
+    const struct route_regex_sub *s = ROUTE_CFIELD(base, f, struct route_regex_sub);
+    if (s->pattern == NULL)
+        return;
+    route_jw_key(w, f->name);
+    route_jw_open(w, '{');
+    route_jw_key(w, "pattern");
+    route_jw_str(w, s->pattern);
+    route_jw_key(w, "substitution");
+    route_jw_str(w, s->substitution ? s->substitution : "");
+    route_jw_close(w);
 }
 
-static int get_list(json_object *v, const struct jfield *f, void *base, const char *label,
-                    char *err, size_t errlen)
-{
-    if (!json_object_is_type(v, json_type_array)) {
-        snprintf(err, errlen, "%s: expected an array", f->name);
-        return -EINVAL;
-    }
-    size_t n = json_object_array_length(v);
-    size_t esize = f->type == J_MATCHES ? sizeof(struct route_header)
-                   : f->type == J_ADDS  ? sizeof(struct route_header_add)
-                   : f->type == J_STRS  ? sizeof(char *)
-                                        : sizeof(struct route_ip_rule);
-    void *arr = xcalloc(n ? n : 1, esize);
-    size_t *count = AT(base, f->noff, size_t);
-    *AT(base, f->off, void *) = arr;
-    for (*count = 0; *count < n; ++*count)
-        if (get_element(json_object_array_get_idx(v, *count), f, arr, *count, label, err, errlen) !=
-            0) {
-            ++*count; /* the partly filled element is freed with the rest */
-            return -EINVAL;
-        }
-    return 0;
-}
-
-static int get_sub(json_object *v, struct route_regex_sub *s, const char *label, const char *key,
-                   char *err, size_t errlen)
+static int sub_read(struct route_jr *r, const struct route_field *f, json_object *v, void *base)
 {
     static const char *const keys[] = { "pattern", "substitution" };
+    struct route_regex_sub *s = ROUTE_FIELD(base, f, struct route_regex_sub);
     if (!json_object_is_type(v, json_type_object) || stray_key(v, keys, 2) != NULL ||
-        member_string(v, "pattern", &s->pattern) != 1 ||
-        member_string(v, "substitution", &s->substitution) != 1) {
-        snprintf(err, errlen, "%s.%s: expected {\"pattern\": string, \"substitution\": string}",
-                 label, key);
-        return -EINVAL;
-    }
+        member_string(r, v, "pattern", &s->pattern) != 1 ||
+        member_string(r, v, "substitution", &s->substitution) != 1)
+        return route_jr_fail(r, "%s.%s: expected {\"pattern\": string, \"substitution\": string}",
+                             route_jr_label(r), f->name);
     return 0;
 }
 
-static int get_fields(json_object *o, void *base, const struct jfield *f, size_t n,
-                      const struct route_table *t, const char *label, char *err, size_t errlen)
+static bool sub_eq(const struct route_field *f, const void *a, const void *b)
 {
-    if (!json_object_is_type(o, json_type_object)) {
-        snprintf(err, errlen, "%s: expected an object", label);
-        return -EINVAL;
-    }
-    json_object_object_foreach(o, key, val)
-    {
-        size_t i;
-        for (i = 0; i < n; i++)
-            if (strcmp(f[i].name, key) == 0)
-                break;
-        if (i == n) {
-            snprintf(err, errlen, "%s: unknown key \"%s\"", label, key);
+    const struct route_regex_sub *x = ROUTE_CFIELD(a, f, struct route_regex_sub);
+    const struct route_regex_sub *y = ROUTE_CFIELD(b, f, struct route_regex_sub);
+    return str_eq(x->pattern, y->pattern) && str_eq(x->substitution, y->substitution);
+}
+
+static const struct route_json_ops ops_sub = { sub_write, sub_read, sub_eq };
+
+/* ---- lists: an array and its count, one element kind each ---- */
+
+struct list_kind {
+    size_t size;
+    void (*write)(struct route_jw *w, const void *e);
+    /* Reads element i of field f into e (zeroed). */
+    int (*read)(struct route_jr *r, const struct route_field *f, json_object *v, void *e, size_t i);
+    bool (*eq)(const void *a, const void *b);
+};
+
+static void list_write(struct route_jw *w, const struct route_field *f, const void *base,
+                       const struct route_table *t)
+{
+    (void)t;
+    const struct list_kind *k = f->arg;
+    size_t n = *(const size_t *)((const char *)base + f->noff);
+    const char *v = *ROUTE_CFIELD(base, f, char *);
+    if (n == 0)
+        return;
+    route_jw_key(w, f->name);
+    route_jw_open(w, '[');
+    for (size_t i = 0; i < n; i++)
+        k->write(w, v + i * k->size);
+    route_jw_close(w);
+}
+
+static int list_read(struct route_jr *r, const struct route_field *f, json_object *v, void *base)
+{
+    const struct list_kind *k = f->arg;
+    if (!json_object_is_type(v, json_type_array))
+        return route_jr_fail(r, "%s: expected an array", f->name);
+    size_t n = json_object_array_length(v);
+    char *arr = route_jr_alloc(r, (n ? n : 1) * k->size);
+    size_t *count = (size_t *)((char *)base + f->noff);
+    *ROUTE_FIELD(base, f, char *) = arr;
+    for (*count = 0; *count < n; ++*count)
+        if (k->read(r, f, json_object_array_get_idx(v, *count), arr + *count * k->size, *count) !=
+            0)
             return -EINVAL;
-        }
-        bool ok = true;
-        int64_t iv = 0;
-        switch (f[i].type) {
-        case J_STR:
-        case J_STR_REQ:
-            if (json_object_is_type(val, json_type_null))
-                break;
-            ok = json_object_is_type(val, json_type_string);
-            if (ok)
-                *AT(base, f[i].off, char *) = xstrdup(json_object_get_string(val));
-            break;
-        case J_BOOL:
-        case J_FLAG:
-            ok = json_object_is_type(val, json_type_boolean);
-            if (ok)
-                *AT(base, f[i].off, bool) = json_object_get_boolean(val);
-            break;
-        case J_INT32:
-        case J_UINT32:
-        case J_PORT:
-        case J_INT:
-        case J_REDIRECT:
-            ok = json_object_is_type(val, json_type_int);
-            iv = json_object_get_int64(val);
-            if (f[i].type == J_INT32 || f[i].type == J_INT)
-                ok = ok && iv >= INT32_MIN && iv <= INT32_MAX;
-            else if (f[i].type == J_UINT32)
-                ok = ok && iv >= 0 && iv <= UINT32_MAX;
-            else if (f[i].type == J_REDIRECT)
-                ok = ok && is_redirect_code(iv);
-            else
-                ok = ok && iv > 0 && iv <= 65535;
-            if (!ok)
-                break;
-            if (f[i].type == J_INT32)
-                *AT(base, f[i].off, int32_t) = (int32_t)iv;
-            else if (f[i].type == J_INT)
-                *AT(base, f[i].off, int) = (int)iv;
-            else if (f[i].type == J_UINT32)
-                *AT(base, f[i].off, uint32_t) = (uint32_t)iv;
-            else
-                *AT(base, f[i].off, uint16_t) = (uint16_t)iv;
-            break;
-        case J_CLUSTER:
-            ok = json_object_is_type(val, json_type_string);
-            if (ok &&
-                cluster_index(t, json_object_get_string(val), AT(base, f[i].off, uint32_t)) != 0) {
-                snprintf(err, errlen, "%s: unknown cluster \"%s\"", label,
-                         json_object_get_string(val));
-                return -EINVAL;
-            }
-            break;
-        case J_MATCHES:
-        case J_ADDS:
-        case J_STRS:
-        case J_IPRULES:
-            if (get_list(val, &f[i], base, label, err, errlen) != 0)
-                return -EINVAL;
-            break;
-        case J_OPS:
-            if (f[i].ops->get(val, AT(base, f[i].off, void), t, label, key, err, errlen) != 0)
-                return -EINVAL;
-            break;
-        case J_SUB:
-            if (get_sub(val, AT(base, f[i].off, struct route_regex_sub), label, key, err, errlen) !=
-                0)
-                return -EINVAL;
-            break;
-        }
-        if (!ok) {
-            snprintf(err, errlen, "%s.%s: wrong type or out of range", label, key);
-            return -EINVAL;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        bool missing = (f[i].type == J_STR_REQ && *AT(base, f[i].off, char *) == NULL) ||
-                       (f[i].type == J_PORT && *AT(base, f[i].off, uint16_t) == 0) ||
-                       (f[i].type == J_CLUSTER && !json_object_object_get_ex(o, f[i].name, NULL));
-        if (missing) {
-            snprintf(err, errlen, "%s: missing \"%s\"", label, f[i].name);
-            return -EINVAL;
-        }
-    }
     return 0;
+}
+
+static bool list_eq(const struct route_field *f, const void *a, const void *b)
+{
+    const struct list_kind *k = f->arg;
+    size_t n = *(const size_t *)((const char *)a + f->noff);
+    if (n != *(const size_t *)((const char *)b + f->noff))
+        return false;
+    const char *x = *ROUTE_CFIELD(a, f, char *), *y = *ROUTE_CFIELD(b, f, char *);
+    for (size_t i = 0; i < n; i++)
+        if (!k->eq(x + i * k->size, y + i * k->size))
+            return false;
+    return true;
+}
+
+static const struct route_json_ops ops_list = { list_write, list_read, list_eq };
+
+static int expect_object(struct route_jr *r, const struct route_field *f, json_object *v, size_t i)
+{
+    if (json_object_is_type(v, json_type_object))
+        return 0;
+    return route_jr_fail(r, "%s.%s[%zu]: expected an object", route_jr_label(r), f->name, i);
+}
+
+/* char *: a string each. */
+static void strs_write_one(struct route_jw *w, const void *e)
+{
+    route_jw_str(w, *(char *const *)e);
+}
+
+static int strs_read_one(struct route_jr *r, const struct route_field *f, json_object *v, void *e,
+                         size_t i)
+{
+    if (!json_object_is_type(v, json_type_string))
+        return route_jr_fail(r, "%s.%s[%zu]: expected a string", route_jr_label(r), f->name, i);
+    *(char **)e = route_jr_str(r, v, true);
+    return 0;
+}
+
+static bool strs_eq_one(const void *a, const void *b)
+{
+    return str_eq(*(char *const *)a, *(char *const *)b);
+}
+
+static const struct list_kind kind_strs = { sizeof(char *), strs_write_one, strs_read_one,
+                                            strs_eq_one };
+
+/* struct route_header and struct route_header_add: {"name", "value", flag}. */
+static int kv_read(struct route_jr *r, const struct route_field *f, json_object *v, size_t i,
+                   char **name, char **value, bool *flag, const char *flag_key)
+{
+    const char *const keys[] = { "name", "value", flag_key };
+    if (expect_object(r, f, v, i) != 0)
+        return -EINVAL;
+    const char *stray = stray_key(v, keys, 3);
+    if (stray != NULL)
+        return route_jr_fail(r, "%s.%s[%zu].%s: unknown key or wrong type", route_jr_label(r),
+                             f->name, i, stray);
+    json_object *b = NULL;
+    int rn = member_string(r, v, "name", name), rv = member_string(r, v, "value", value);
+    bool bad_flag =
+        json_object_object_get_ex(v, flag_key, &b) && !json_object_is_type(b, json_type_boolean);
+    if (rn < 0 || rv < 0 || bad_flag)
+        return route_jr_fail(r, "%s.%s[%zu].%s: unknown key or wrong type", route_jr_label(r),
+                             f->name, i,
+                             rn < 0   ? "name"
+                             : rv < 0 ? "value"
+                                      : flag_key);
+    if (b != NULL)
+        *flag = json_object_get_boolean(b);
+    if (*name == NULL)
+        return route_jr_fail(r, "%s[%zu]: missing name", f->name, i);
+    return 0;
+}
+
+static void match_write_one(struct route_jw *w, const void *e)
+{
+    const struct route_header *h = e;
+    route_jw_open(w, '{');
+    route_jw_key(w, "name");
+    route_jw_str(w, h->name);
+    if (h->value) {
+        route_jw_key(w, "value");
+        route_jw_str(w, h->value);
+    }
+    if (h->regex) {
+        route_jw_key(w, "regex");
+        route_jw_bool(w, true);
+    }
+    route_jw_close(w);
+}
+
+static int match_read_one(struct route_jr *r, const struct route_field *f, json_object *v, void *e,
+                          size_t i)
+{
+    struct route_header *h = e;
+    return kv_read(r, f, v, i, &h->name, &h->value, &h->regex, "regex");
+}
+
+static bool match_eq_one(const void *a, const void *b)
+{
+    const struct route_header *x = a, *y = b;
+    return str_eq(x->name, y->name) && str_eq(x->value, y->value) && x->regex == y->regex;
+}
+
+static const struct list_kind kind_matches = { sizeof(struct route_header), match_write_one,
+                                               match_read_one, match_eq_one };
+
+static void add_write_one(struct route_jw *w, const void *e)
+{
+    const struct route_header_add *h = e;
+    route_jw_open(w, '{');
+    route_jw_key(w, "name");
+    route_jw_str(w, h->name);
+    route_jw_key(w, "value");
+    route_jw_str(w, h->value);
+    route_jw_key(w, "append");
+    route_jw_bool(w, h->append);
+    route_jw_close(w);
+}
+
+static int add_read_one(struct route_jr *r, const struct route_field *f, json_object *v, void *e,
+                        size_t i)
+{
+    struct route_header_add *h = e;
+    h->append = true;
+    if (kv_read(r, f, v, i, &h->name, &h->value, &h->append, "append") != 0)
+        return -EINVAL;
+    if (h->value == NULL)
+        return route_jr_fail(r, "%s[%zu]: missing value", f->name, i);
+    return 0;
+}
+
+static bool add_eq_one(const void *a, const void *b)
+{
+    const struct route_header_add *x = a, *y = b;
+    return str_eq(x->name, y->name) && str_eq(x->value, y->value) && x->append == y->append;
+}
+
+static const struct list_kind kind_adds = { sizeof(struct route_header_add), add_write_one,
+                                            add_read_one, add_eq_one };
+
+/* struct route_ip_rule: {"peer"|"remote": CIDR}. */
+static void iprule_write_one(struct route_jw *w, const void *e)
+{
+    const struct route_ip_rule *r = e;
+    route_jw_open(w, '{');
+    route_jw_key(w, r->remote ? "remote" : "peer");
+    route_jw_str(w, r->cidr);
+    route_jw_close(w);
+}
+
+static int iprule_read_one(struct route_jr *r, const struct route_field *f, json_object *v, void *e,
+                           size_t i)
+{
+    struct route_ip_rule *rule = e;
+    json_object *c = NULL;
+    if (expect_object(r, f, v, i) != 0)
+        return -EINVAL;
+    bool remote = json_object_object_get_ex(v, "remote", &c);
+    if ((remote || json_object_object_get_ex(v, "peer", &c)) && json_object_object_length(v) == 1 &&
+        json_object_is_type(c, json_type_string) &&
+        route_ip_rule_parse(json_object_get_string(c), remote, rule) == 0) {
+        char *cidr = rule->cidr; /* into the arena with the rest of the table */
+        rule->cidr = route_arena_strndup(r->arena, cidr, strlen(cidr));
+        free(cidr);
+        return 0;
+    }
+    return route_jr_fail(r, "%s.%s[%zu]: expected {\"peer\"|\"remote\": CIDR}", route_jr_label(r),
+                         f->name, i);
+}
+
+static bool iprule_eq_one(const void *a, const void *b)
+{
+    const struct route_ip_rule *x = a, *y = b;
+    return str_eq(x->cidr, y->cidr) && x->remote == y->remote;
+}
+
+static const struct list_kind kind_iprules = { sizeof(struct route_ip_rule), iprule_write_one,
+                                               iprule_read_one, iprule_eq_one };
+
+/* ---- JSON form: one field table per struct ---- */
+
+#define RF(n, ops, f, fl)                                                                          \
+    {                                                                                              \
+        n, ops, offsetof(struct route, f), 0, fl, NULL                                             \
+    }
+#define RI(n, kind, f, fl)                                                                         \
+    {                                                                                              \
+        n, &ops_int, offsetof(struct route, f), 0, fl, &kind                                       \
+    }
+#define RL(n, kind, f, c)                                                                          \
+    {                                                                                              \
+        n, &ops_list, offsetof(struct route, f), offsetof(struct route, c), 0, &kind               \
+    }
+#define RP(n, ops, f)                                                                              \
+    {                                                                                              \
+        n, ops, offsetof(struct route_policy, f), 0, ROUTE_F_POLICY, NULL                          \
+    }
+#define RPI(n, f)                                                                                  \
+    {                                                                                              \
+        n, &ops_int, offsetof(struct route_policy, f), 0, ROUTE_F_POLICY, &uint32_opt              \
+    }
+static const struct route_field route_fields[] = {
+    RF("namespace", &route_json_str, ns, ROUTE_F_REQUIRED),
+    RF("service", &route_json_str, svc, ROUTE_F_REQUIRED),
+    RF("mapping", &route_json_str, mapping, ROUTE_F_REQUIRED | ROUTE_F_UNIQUE),
+    RF("prefix", &route_json_str, prefix, ROUTE_F_REQUIRED | ROUTE_F_UNIQUE),
+    RF("prefix_regex", &ops_bool, prefix_regex, 0),
+    RF("prefix_exact", &ops_bool, prefix_exact, 0),
+    RF("case_sensitive", &ops_bool, case_sensitive, 0),
+    RF("method", &route_json_str, method, 0),
+    RF("method_regex", &ops_bool, method_regex, ROUTE_F_OMIT),
+    RF("host", &route_json_str, host, 0),
+    RF("host_regex", &ops_bool, host_regex, ROUTE_F_OMIT),
+    RL("headers", kind_matches, headers, nheaders),
+    RL("query_parameters", kind_matches, query, nquery),
+    RI("precedence", int32, precedence, 0),
+    RF("cluster", &ops_cluster, cluster, ROUTE_F_REQUIRED),
+    RF("rewrite", &route_json_str, rewrite, 0),
+    RF("regex_rewrite", &ops_sub, regex_rewrite, 0),
+    RF("host_rewrite", &route_json_str, host_rewrite, 0),
+    RI("timeout_ms", uint32, timeout_ms, 0),
+    RF("host_redirect", &route_json_str, host_redirect, 0),
+    RF("redirect_scheme", &route_json_str, redirect_scheme, 0),
+    RF("path_redirect", &route_json_str, path_redirect, 0),
+    RF("prefix_redirect", &route_json_str, prefix_redirect, 0),
+    RF("regex_redirect", &ops_sub, regex_redirect, 0),
+    RI("redirect_response_code", redirect, redirect_code, 0),
+    RL("add_request_headers", kind_adds, add_request_headers, nadd_request_headers),
+    RL("add_response_headers", kind_adds, add_response_headers, nadd_response_headers),
+    RL("remove_request_headers", kind_strs, remove_request_headers, nremove_request_headers),
+    RL("remove_response_headers", kind_strs, remove_response_headers, nremove_response_headers),
+    RPI("group_size", group_size),
+    RPI("weight", weight),
+    RPI("idle_timeout_ms", idle_timeout_ms),
+    RP("retry_policy", &route_json_retry, retry),
+    RP("cors", &route_json_cors, cors),
+    RP("rate_limits", &route_json_rate_limits, rate_limits),
+    RP("legate_rate_limit", &route_json_local_rl, local_rl),
+    RP("allow_upgrade", &route_json_upgrades, upgrades),
+    RP("shadow", &route_json_shadow, shadow),
+};
+#undef RF
+#undef RI
+#undef RL
+#undef RP
+#undef RPI
+
+#define CF(n, ops, f, fl, arg)                                                                     \
+    {                                                                                              \
+        n, ops, offsetof(struct route_cluster, f), 0, fl, arg                                      \
+    }
+static const struct route_field cluster_fields[] = {
+    CF("name", &route_json_str, name, ROUTE_F_REQUIRED | ROUTE_F_UNIQUE, NULL),
+    CF("scheme", &route_json_str, scheme, ROUTE_F_REQUIRED, NULL),
+    CF("host", &route_json_str, host, ROUTE_F_REQUIRED, NULL),
+    CF("port", &ops_int, port, ROUTE_F_REQUIRED, &port),
+    CF("sni", &route_json_str, sni, 0, NULL),
+    CF("connect_timeout_ms", &ops_int, policy.connect_timeout_ms, 0, &uint32_opt),
+    CF("idle_timeout_ms", &ops_int, policy.idle_timeout_ms, 0, &uint32_opt),
+    CF("max_connection_lifetime_ms", &ops_int, policy.max_lifetime_ms, 0, &uint32_opt),
+    CF("circuit_breakers", &route_json_circuit_breakers, policy.cb, 0, NULL),
+    CF("load_balancer", &route_json_lb, policy.lb, 0, NULL),
+};
+#undef CF
+
+#define EF(n, ops, f, fl, arg)                                                                     \
+    {                                                                                              \
+        n, ops, offsetof(struct route_error, f), 0, fl, arg                                        \
+    }
+static const struct route_field error_fields[] = {
+    EF("namespace", &route_json_str, ns, 0, NULL),
+    EF("service", &route_json_str, svc, 0, NULL),
+    EF("mapping", &route_json_str, mapping, 0, NULL),
+    EF("field", &route_json_str, field, 0, NULL),
+    EF("line", &ops_int, line, 0, &int32),
+    EF("message", &route_json_str, message, ROUTE_F_REQUIRED | ROUTE_F_UNIQUE, NULL),
+};
+#undef EF
+
+#define SF(n, ops, f, arg)                                                                         \
+    {                                                                                              \
+        n, ops, offsetof(struct route_settings, f), 0, 0, arg                                      \
+    }
+#define SL(n, kind, f, c)                                                                          \
+    {                                                                                              \
+        n, &ops_list, offsetof(struct route_settings, f), offsetof(struct route_settings, c), 0,   \
+            &kind                                                                                  \
+    }
+static const struct route_field settings_fields[] = {
+    SF("use_remote_address", &ops_bool, use_remote_address, NULL),
+    SF("xff_num_trusted_hops", &ops_int, xff_num_trusted_hops, &uint32),
+    SF("x_forwarded_proto_redirect", &ops_bool, x_forwarded_proto_redirect, NULL),
+    SF("merge_slashes", &ops_bool, merge_slashes, NULL),
+    SL("ip_allow", kind_iprules, ip_allow, nip_allow),
+    SL("ip_deny", kind_iprules, ip_deny, nip_deny),
+    SF("server_name", &route_json_str, server_name, NULL),
+};
+#undef SF
+#undef SL
+
+/* The reader keeps which keys it saw in a 64-bit mask. */
+_Static_assert(ARRAY_SIZE(route_fields) <= 64, "route_fields: at most 64 keys");
+
+/* ---- JSON form: tables ---- */
+
+static void write_list(struct route_jw *w, const char *key, const void *v, size_t size, size_t n,
+                       const struct route_field *f, size_t nf, const struct route_table *t)
+{
+    route_jw_key(w, key);
+    route_jw_open(w, '[');
+    for (size_t i = 0; i < n; i++)
+        route_json_write_fields(w, f, nf, (const char *)v + i * size, t);
+    route_jw_close(w);
+}
+
+/* The table's members in wire order, then the snapshot message's own when message is set. */
+static void write_table(struct route_jw *w, const struct route_table *t, bool message)
+{
+    route_jw_open(w, '{');
+    route_jw_key(w, "version");
+    route_jw_int(w, (int64_t)t->version);
+    write_list(w, "routes", t->routes, sizeof(*t->routes), t->nroutes, route_fields,
+               ARRAY_SIZE(route_fields), t);
+    write_list(w, "clusters", t->clusters, sizeof(*t->clusters), t->nclusters, cluster_fields,
+               ARRAY_SIZE(cluster_fields), t);
+    write_list(w, "errors", t->errors, sizeof(*t->errors), t->nerrors, error_fields,
+               ARRAY_SIZE(error_fields), t);
+    route_jw_key(w, "settings");
+    route_json_write_fields(w, settings_fields, ARRAY_SIZE(settings_fields), &t->settings, t);
+    if (message) {
+        route_jw_key(w, "type");
+        route_jw_str(w, "snapshot");
+        route_jw_key(w, "protocol");
+        route_jw_int(w, ROUTE_PROTOCOL_VERSION);
+    }
+    route_jw_close(w);
+}
+
+int route_snapshot_write(const struct route_table *t, struct buf *out)
+{
+    size_t before = out->len;
+    struct route_jw w;
+    /* A simple route takes about 230 bytes: reserve for that, so a large table is not copied
+     * over and over as the buffer doubles (untouched room costs address space, not memory). */
+    buf_reserve(out, 512 + t->nroutes * 256 + t->nclusters * 128 + t->nerrors * 256);
+    route_jw_init(&w, out);
+    write_table(&w, t, true);
+    int rc = route_jw_finish(&w);
+    if (rc != 0 && out->data != NULL) {
+        out->len = before;
+        out->data[before] = '\0';
+    }
+    return rc;
+}
+
+json_object *route_table_to_json(const struct route_table *t)
+{
+    struct route_jw w;
+    route_jw_init_tree(&w);
+    write_table(&w, t, false);
+    return route_jw_tree(&w);
 }
 
 static json_object *get_array(json_object *o, const char *key, char *err, size_t errlen)
@@ -733,11 +853,14 @@ int route_table_from_json(json_object *obj, struct route_table **out, char *err,
     static const char *const top_keys[] = { "type",   "version",  "routes",  "clusters",
                                             "errors", "protocol", "settings" };
     struct route_table *t = xcalloc(1, sizeof(*t));
+    struct route_jr r = { .err = err, .errlen = errlen, .index = SIZE_MAX };
     json_object *v, *routes, *clusters, *errors;
-    char label[48];
     const char *stray;
 
     *out = NULL;
+    t->arena = route_arena_new();
+    r.t = t;
+    r.arena = t->arena;
     route_settings_init(&t->settings);
     if (!json_object_is_type(obj, json_type_object)) {
         snprintf(err, errlen, "snapshot: expected an object");
@@ -758,161 +881,81 @@ int route_table_from_json(json_object *obj, struct route_table **out, char *err,
         (errors = get_array(obj, "errors", err, errlen)) == NULL)
         goto fail;
 
-    size_t nc = json_object_array_length(clusters);
-    t->clusters = xcalloc(nc, sizeof(*t->clusters));
-    for (size_t i = 0; i < nc; i++) {
-        struct route_cluster *c = &t->clusters[i];
-        t->nclusters++;
-        snprintf(label, sizeof(label), "clusters[%zu]", i);
-        if (get_fields(json_object_array_get_idx(clusters, i), c, cluster_fields,
-                       ARRAY_SIZE(cluster_fields), t, label, err, errlen) != 0)
+    /* Everything a table points at lives in its arena, so the arrays are zeroed up front and
+     * a failure anywhere frees the lot in route_table_free. */
+    t->nclusters = json_object_array_length(clusters);
+    t->clusters = xcalloc(t->nclusters ? t->nclusters : 1, sizeof(*t->clusters));
+    r.what = "clusters";
+    for (r.index = 0; r.index < t->nclusters; r.index++) {
+        struct route_cluster *c = &t->clusters[r.index];
+        if (route_json_read_fields(&r, cluster_fields, ARRAY_SIZE(cluster_fields),
+                                   json_object_array_get_idx(clusters, r.index), c) != 0)
             goto fail;
         bool tls = strcmp(c->scheme, "https") == 0;
         if (!tls && strcmp(c->scheme, "http") != 0) {
-            snprintf(err, errlen, "%s: unsupported scheme \"%s\"", label, c->scheme);
+            route_jr_fail(&r, "%s: unsupported scheme \"%s\"", route_jr_label(&r), c->scheme);
             goto fail;
         }
         if (!tls && c->sni != NULL) {
-            snprintf(err, errlen, "%s: \"sni\" needs scheme https", label);
+            route_jr_fail(&r, "%s: \"sni\" needs scheme https", route_jr_label(&r));
             goto fail;
         }
     }
-    size_t nr = json_object_array_length(routes);
-    t->routes = xcalloc(nr, sizeof(*t->routes));
-    for (size_t i = 0; i < nr; i++) {
-        struct route *r = &t->routes[i];
-        t->nroutes++;
-        r->case_sensitive = true;
-        r->timeout_ms = ROUTE_DEFAULT_TIMEOUT_MS;
-        snprintf(label, sizeof(label), "routes[%zu]", i);
-        if (get_fields(json_object_array_get_idx(routes, i), r, route_fields,
-                       ARRAY_SIZE(route_fields), t, label, err, errlen) != 0)
+    t->nroutes = json_object_array_length(routes);
+    t->routes = xcalloc(t->nroutes ? t->nroutes : 1, sizeof(*t->routes));
+    r.what = "routes";
+    for (r.index = 0; r.index < t->nroutes; r.index++) {
+        struct route *rt = &t->routes[r.index];
+        rt->case_sensitive = true;
+        rt->timeout_ms = ROUTE_DEFAULT_TIMEOUT_MS;
+        if (route_json_read_fields(&r, route_fields, ARRAY_SIZE(route_fields),
+                                   json_object_array_get_idx(routes, r.index), rt) != 0)
             goto fail;
     }
-    size_t ne = json_object_array_length(errors);
-    t->errors = xcalloc(ne, sizeof(*t->errors));
-    for (size_t i = 0; i < ne; i++) {
-        t->nerrors++;
-        snprintf(label, sizeof(label), "errors[%zu]", i);
-        if (get_fields(json_object_array_get_idx(errors, i), &t->errors[i], error_fields,
-                       ARRAY_SIZE(error_fields), t, label, err, errlen) != 0)
+    t->nerrors = json_object_array_length(errors);
+    t->errors = xcalloc(t->nerrors ? t->nerrors : 1, sizeof(*t->errors));
+    r.what = "errors";
+    for (r.index = 0; r.index < t->nerrors; r.index++)
+        if (route_json_read_fields(&r, error_fields, ARRAY_SIZE(error_fields),
+                                   json_object_array_get_idx(errors, r.index),
+                                   &t->errors[r.index]) != 0)
             goto fail;
-    }
+    r.what = "settings";
+    r.index = SIZE_MAX;
     if (json_object_object_get_ex(obj, "settings", &v) &&
-        get_fields(v, &t->settings, settings_fields, ARRAY_SIZE(settings_fields), t, "settings",
-                   err, errlen) != 0)
+        route_json_read_fields(&r, settings_fields, ARRAY_SIZE(settings_fields), v, &t->settings) !=
+            0)
         goto fail;
+    route_arena_seal(t->arena);
+    free(r.cluster_slots);
     *out = t;
     return 0;
 fail:
+    free(r.cluster_slots);
     route_table_free(t);
     return -EINVAL;
 }
 
-/* ---- comparing ---- */
-
-static bool str_eq(const char *a, const char *b)
+static bool list_equal(const void *a, const void *b, size_t size, size_t n,
+                       const struct route_field *f, size_t nf)
 {
-    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-static bool element_eq(const struct jfield *f, const void *a, const void *b, size_t i)
-{
-    switch (f->type) {
-    case J_STRS:
-        return str_eq(((char *const *)a)[i], ((char *const *)b)[i]);
-    case J_MATCHES: {
-        const struct route_header *x = &((const struct route_header *)a)[i];
-        const struct route_header *y = &((const struct route_header *)b)[i];
-        return str_eq(x->name, y->name) && str_eq(x->value, y->value) && x->regex == y->regex;
-    }
-    case J_ADDS: {
-        const struct route_header_add *x = &((const struct route_header_add *)a)[i];
-        const struct route_header_add *y = &((const struct route_header_add *)b)[i];
-        return str_eq(x->name, y->name) && str_eq(x->value, y->value) && x->append == y->append;
-    }
-    default: {
-        const struct route_ip_rule *x = &((const struct route_ip_rule *)a)[i];
-        const struct route_ip_rule *y = &((const struct route_ip_rule *)b)[i];
-        return str_eq(x->cidr, y->cidr) && x->remote == y->remote;
-    }
-    }
-}
-
-static bool fields_equal(const void *a, const void *b, const struct jfield *f, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        size_t off = f[i].off;
-        switch (f[i].type) {
-        case J_STR:
-        case J_STR_REQ:
-            if (!str_eq(*CAT(a, off, char *), *CAT(b, off, char *)))
-                return false;
-            break;
-        case J_BOOL:
-        case J_FLAG:
-            if (*CAT(a, off, bool) != *CAT(b, off, bool))
-                return false;
-            break;
-        case J_INT32:
-        case J_UINT32:
-        case J_CLUSTER: /* same clusters in the same order: indexes compare */
-            if (*CAT(a, off, uint32_t) != *CAT(b, off, uint32_t))
-                return false;
-            break;
-        case J_INT:
-            if (*CAT(a, off, int) != *CAT(b, off, int))
-                return false;
-            break;
-        case J_PORT:
-        case J_REDIRECT:
-            if (*CAT(a, off, uint16_t) != *CAT(b, off, uint16_t))
-                return false;
-            break;
-        case J_SUB: {
-            const struct route_regex_sub *x = CAT(a, off, struct route_regex_sub);
-            const struct route_regex_sub *y = CAT(b, off, struct route_regex_sub);
-            if (!str_eq(x->pattern, y->pattern) || !str_eq(x->substitution, y->substitution))
-                return false;
-            break;
-        }
-        case J_OPS:
-            if (!f[i].ops->eq(CAT(a, off, void), CAT(b, off, void)))
-                return false;
-            break;
-        case J_MATCHES:
-        case J_ADDS:
-        case J_STRS:
-        case J_IPRULES: {
-            size_t na = *CAT(a, f[i].noff, size_t);
-            if (na != *CAT(b, f[i].noff, size_t))
-                return false;
-            for (size_t k = 0; k < na; k++)
-                if (!element_eq(&f[i], *CAT(a, off, void *), *CAT(b, off, void *), k))
-                    return false;
-            break;
-        }
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        if (!route_json_fields_eq(f, nf, (const char *)a + i * size, (const char *)b + i * size))
+            return false;
     return true;
 }
 
 bool route_table_equal(const struct route_table *a, const struct route_table *b)
 {
-    if (a->nroutes != b->nroutes || a->nclusters != b->nclusters || a->nerrors != b->nerrors ||
-        !fields_equal(&a->settings, &b->settings, settings_fields, ARRAY_SIZE(settings_fields)))
-        return false;
-    for (size_t i = 0; i < a->nclusters; i++)
-        if (!fields_equal(&a->clusters[i], &b->clusters[i], cluster_fields,
-                          ARRAY_SIZE(cluster_fields)))
-            return false;
-    for (size_t i = 0; i < a->nroutes; i++)
-        if (!fields_equal(&a->routes[i], &b->routes[i], route_fields, ARRAY_SIZE(route_fields)))
-            return false;
-    for (size_t i = 0; i < a->nerrors; i++)
-        if (!fields_equal(&a->errors[i], &b->errors[i], error_fields, ARRAY_SIZE(error_fields)))
-            return false;
-    return true;
+    return a->nroutes == b->nroutes && a->nclusters == b->nclusters && a->nerrors == b->nerrors &&
+           route_json_fields_eq(settings_fields, ARRAY_SIZE(settings_fields), &a->settings,
+                                &b->settings) &&
+           list_equal(a->clusters, b->clusters, sizeof(*a->clusters), a->nclusters, cluster_fields,
+                      ARRAY_SIZE(cluster_fields)) &&
+           list_equal(a->routes, b->routes, sizeof(*a->routes), a->nroutes, route_fields,
+                      ARRAY_SIZE(route_fields)) &&
+           list_equal(a->errors, b->errors, sizeof(*a->errors), a->nerrors, error_fields,
+                      ARRAY_SIZE(error_fields));
 }
 
 /* ---- ip_allow / ip_deny blocks ---- */

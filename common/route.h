@@ -5,6 +5,7 @@
 
 #include <json-c/json.h>
 
+#include "buf.h"
 #include "route-t.h"
 
 #define ROUTE_PROTOCOL_VERSION 1
@@ -32,12 +33,18 @@ size_t route_query_weight(const struct route *r);
 /* Stable sort of routes into match order. */
 void route_sort(struct route *routes, size_t n);
 
-/* Returns a new json object (caller owns) for the table's routes, clusters and errors, with
- * "version"; the caller adds "type". */
+/* Appends the `snapshot` message for t to out as compact JSON text, without building a tree:
+ * "version", "routes", "clusters", "errors", "settings", then "type" and "protocol". The
+ * bytes are what json-c prints for route_table_to_json's object with those two keys added
+ * (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE). Returns 0, or -E2BIG past out's
+ * cap (out is then as before the call). */
+int route_snapshot_write(const struct route_table *t, struct buf *out);
+/* Returns a new json object (caller owns) for the table's routes, clusters, errors and
+ * settings, with "version"; the caller adds "type". */
 json_object *route_table_to_json(const struct route_table *t);
 /* Builds a table from a parsed snapshot object. Every key is checked: unknown keys, wrong
- * types, and references to unknown clusters are errors. Returns 0 and *out (caller owns), or
- * -EINVAL with a one-line reason in err. */
+ * types, and references to unknown clusters are errors. Returns 0 and *out (caller owns; its
+ * strings and arrays live in out->arena), or -EINVAL with a one-line reason in err. */
 int route_table_from_json(json_object *obj, struct route_table **out, char *err, size_t errlen);
 /* True when a and b hold the same routes, clusters, errors and settings (everything but the
  * version): what the JSON form carries, compared field by field through the same tables. */

@@ -39,14 +39,14 @@ struct route_retry {
 /* A Mapping's cors block. Origins are compared exactly (scheme://host[:port]); "*" allows
  * any. The lists are kept as the comma-separated text sent in the response headers. */
 struct route_cors {
-    bool enabled;
     char **origins;
     size_t norigins;
     char *methods;         /* Access-Control-Allow-Methods; NULL: not sent */
     char *headers;         /* Access-Control-Allow-Headers */
     char *exposed_headers; /* Access-Control-Expose-Headers */
-    bool credentials;      /* Access-Control-Allow-Credentials: true */
     char *max_age;         /* Access-Control-Max-Age, seconds as text */
+    bool enabled;
+    bool credentials; /* Access-Control-Allow-Credentials: true */
 };
 
 /* One entry of a rate-limit descriptor (Envoy's rate-limit actions). */
@@ -99,7 +99,8 @@ struct route_local_rl {
     uint32_t burst;
 };
 
-/* The per-route part. */
+/* The per-route part, inside every struct route: the scalars first, so that the structs after
+ * them start on a word without padding. */
 struct route_policy {
     /* Canary groups: Mappings with identical match criteria become consecutive routes; the
      * first (the leader) has group_size > 1, every member its weight in percent (together
@@ -107,10 +108,10 @@ struct route_policy {
     uint32_t group_size;
     uint32_t weight;
     uint32_t idle_timeout_ms; /* no byte either way for this long; 0: none */
+    struct route_local_rl local_rl;
     struct route_retry retry;
     struct route_cors cors;
     struct route_rate_limits rate_limits;
-    struct route_local_rl local_rl;
     struct route_upgrades upgrades;
     struct route_shadow shadow; /* on the group's leader (or a lone route) */
 };

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "route.h"
+#include "route_json.h"
 #include "xalloc.h"
 
 /* ---- names ---- */
@@ -238,13 +239,11 @@ bool route_cluster_policy_equal(const struct route_cluster_policy *a,
 
 /* ---- reading helpers ---- */
 
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        snprintf(err, errlen, __VA_ARGS__);                                                        \
-        return -EINVAL;                                                                            \
-    } while (0)
+/* Each helper names where it failed as "label.key[.name]"; label is the element being read
+ * ("routes[3]", or deeper for nested lists). */
+#define FAIL(...) return route_jr_fail(r, __VA_ARGS__)
 
-/* Refuses keys of o outside keys[0..n). Returns the first stray key or NULL. */
+/* Returns the first key of o outside keys[0..n), or NULL. */
 static const char *stray(json_object *o, const char *const *keys, size_t n)
 {
     json_object_object_foreach(o, k, v)
@@ -261,8 +260,8 @@ static const char *stray(json_object *o, const char *const *keys, size_t n)
 }
 
 /* An object with only the listed keys. 0, or -EINVAL with a reason. */
-static int check_object(json_object *v, const char *const *keys, size_t n, const char *label,
-                        const char *key, char *err, size_t errlen)
+static int check_object(struct route_jr *r, json_object *v, const char *const *keys, size_t n,
+                        const char *label, const char *key)
 {
     if (!json_object_is_type(v, json_type_object))
         FAIL("%s.%s: expected an object", label, key);
@@ -274,8 +273,8 @@ static int check_object(json_object *v, const char *const *keys, size_t n, const
 
 /* Reads member name of o as an integer in [min, max] into *out when present. Returns 1 when
  * read, 0 when absent, -EINVAL with a reason. */
-static int get_int(json_object *o, const char *name, int64_t min, int64_t max, int64_t *out,
-                   const char *label, const char *key, char *err, size_t errlen)
+static int get_int(struct route_jr *r, json_object *o, const char *name, int64_t min, int64_t max,
+                   int64_t *out, const char *label, const char *key)
 {
     json_object *m;
     if (!json_object_object_get_ex(o, name, &m))
@@ -288,32 +287,51 @@ static int get_int(json_object *o, const char *name, int64_t min, int64_t max, i
     return 1;
 }
 
-static int get_u32(json_object *o, const char *name, uint32_t min, uint32_t max, uint32_t *out,
-                   const char *label, const char *key, char *err, size_t errlen)
+static int get_u32(struct route_jr *r, json_object *o, const char *name, uint32_t min, uint32_t max,
+                   uint32_t *out, const char *label, const char *key)
 {
     int64_t i = 0;
-    int rc = get_int(o, name, min, max, &i, label, key, err, errlen);
+    int rc = get_int(r, o, name, min, max, &i, label, key);
     if (rc == 1)
         *out = (uint32_t)i;
     return rc;
 }
 
-/* Reads member name of o as a string (copied into *out) when present. 1, 0 or -EINVAL. */
-static int get_str(json_object *o, const char *name, char **out, const char *label, const char *key,
-                   char *err, size_t errlen)
+/* Finds member name of o, a string, when present. Returns 1 with *m, 0 when absent, -EINVAL. */
+static int string_member(struct route_jr *r, json_object *o, const char *name, json_object **m,
+                         const char *label, const char *key)
 {
-    json_object *m;
-    if (!json_object_object_get_ex(o, name, &m))
+    if (!json_object_object_get_ex(o, name, m))
         return 0;
-    if (!json_object_is_type(m, json_type_string))
+    if (!json_object_is_type(*m, json_type_string))
         FAIL("%s.%s.%s: expected a string", label, key, name);
-    free(*out);
-    *out = xstrdup(json_object_get_string(m));
     return 1;
 }
 
-static int get_bool(json_object *o, const char *name, bool *out, const char *label, const char *key,
-                    char *err, size_t errlen)
+/* Reads member name of o as a string, borrowed from o, when present. 1, 0 or -EINVAL. */
+static int get_cstr(struct route_jr *r, json_object *o, const char *name, const char **out,
+                    const char *label, const char *key)
+{
+    json_object *m;
+    int rc = string_member(r, o, name, &m, label, key);
+    if (rc == 1)
+        *out = json_object_get_string(m);
+    return rc;
+}
+
+/* Like get_cstr, with the string copied into the table's arena. */
+static int get_str(struct route_jr *r, json_object *o, const char *name, char **out,
+                   const char *label, const char *key)
+{
+    json_object *m;
+    int rc = string_member(r, o, name, &m, label, key);
+    if (rc == 1)
+        *out = route_jr_str(r, m, true);
+    return rc;
+}
+
+static int get_bool(struct route_jr *r, json_object *o, const char *name, bool *out,
+                    const char *label, const char *key)
 {
     json_object *m;
     if (!json_object_object_get_ex(o, name, &m))
@@ -324,310 +342,292 @@ static int get_bool(json_object *o, const char *name, bool *out, const char *lab
     return 1;
 }
 
-/* An array of strings into a new char *[] (NULL-terminated room for one more). */
-static int get_strs(json_object *v, char ***out, size_t *n, const char *label, const char *key,
-                    char *err, size_t errlen)
+/* An array of strings into a new char *[] (room for one more, NULL). */
+static int get_strs(struct route_jr *r, json_object *v, char ***out, size_t *n, const char *label,
+                    const char *key)
 {
     if (!json_object_is_type(v, json_type_array))
         FAIL("%s.%s: expected an array of strings", label, key);
     size_t len = json_object_array_length(v);
-    *out = xcalloc(len + 1, sizeof(char *));
+    *out = route_jr_alloc(r, (len + 1) * sizeof(char *));
     for (*n = 0; *n < len; ++*n) {
         json_object *e = json_object_array_get_idx(v, *n);
         if (!json_object_is_type(e, json_type_string))
             FAIL("%s.%s[%zu]: expected a string", label, key, *n);
-        (*out)[*n] = xstrdup(json_object_get_string(e));
+        (*out)[*n] = route_jr_str(r, e, true);
     }
     return 0;
 }
 
-static json_object *strs_json(char *const *v, size_t n)
+/* ---- writing helpers ---- */
+
+static void put_strs(struct route_jw *w, char *const *v, size_t n)
 {
-    json_object *a = json_object_new_array_ext((int)n);
+    route_jw_open(w, '[');
     for (size_t i = 0; i < n; i++)
-        json_object_array_add(a, json_object_new_string(v[i]));
-    return a;
+        route_jw_str(w, v[i]);
+    route_jw_close(w);
 }
 
-static void put_str(json_object *o, const char *name, const char *s)
+/* "name": s, omitted when s is NULL. */
+static void put_str(struct route_jw *w, const char *name, const char *s)
 {
-    if (s != NULL)
-        json_object_object_add(o, name, json_object_new_string(s));
+    if (s == NULL)
+        return;
+    route_jw_key(w, name);
+    route_jw_str(w, s);
 }
 
-/* ---- uint, omitted when 0 ---- */
-
-static json_object *uint_put(const void *field, const struct route_table *t)
+static void put_int(struct route_jw *w, const char *name, int64_t v)
 {
-    (void)t;
-    uint32_t v = *(const uint32_t *)field;
-    return v ? json_object_new_int64(v) : NULL;
+    route_jw_key(w, name);
+    route_jw_int(w, v);
 }
 
-static int uint_get(json_object *v, void *field, const struct route_table *t, const char *label,
-                    const char *key, char *err, size_t errlen)
-{
-    (void)t;
-    int64_t i = json_object_get_int64(v);
-    if (!json_object_is_type(v, json_type_int) || i < 0 || i > UINT32_MAX)
-        FAIL("%s.%s: wrong type or out of range", label, key);
-    *(uint32_t *)field = (uint32_t)i;
-    return 0;
-}
-
-static bool uint_eq(const void *a, const void *b)
-{
-    return *(const uint32_t *)a == *(const uint32_t *)b;
-}
-
-const struct route_json_ops route_json_uint_opt = { uint_put, uint_get, uint_eq };
+#define LABEL route_jr_label(r)
 
 /* ---- retry_policy ---- */
 
-static json_object *retry_put(const void *field, const struct route_table *t)
+static void retry_write(struct route_jw *w, const struct route_field *f, const void *base,
+                        const struct route_table *t)
 {
     (void)t;
-    const struct route_retry *r = field;
+    const struct route_retry *r = ROUTE_CFIELD(base, f, struct route_retry);
     if (r->on == 0)
-        return NULL;
-    json_object *o = json_object_new_object();
-    json_object *on = json_object_new_array();
+        return;
+    route_jw_key(w, f->name);
+    route_jw_open(w, '{');
+    route_jw_key(w, "retry_on");
+    route_jw_open(w, '[');
     for (size_t i = 0; i < ARRAY_SIZE(retry_names); i++)
         if (r->on & retry_names[i].bit)
-            json_object_array_add(on, json_object_new_string(retry_names[i].name));
-    json_object_object_add(o, "retry_on", on);
-    json_object_object_add(o, "num_retries", json_object_new_int64(r->num_retries));
+            route_jw_str(w, retry_names[i].name);
+    route_jw_close(w);
+    put_int(w, "num_retries", r->num_retries);
     if (r->per_try_timeout_ms)
-        json_object_object_add(o, "per_try_timeout_ms",
-                               json_object_new_int64(r->per_try_timeout_ms));
+        put_int(w, "per_try_timeout_ms", r->per_try_timeout_ms);
     if (r->ncodes > 0) {
-        json_object *c = json_object_new_array();
+        route_jw_key(w, "retriable_status_codes");
+        route_jw_open(w, '[');
         for (uint32_t i = 0; i < r->ncodes; i++)
-            json_object_array_add(c, json_object_new_int(r->codes[i]));
-        json_object_object_add(o, "retriable_status_codes", c);
+            route_jw_int(w, r->codes[i]);
+        route_jw_close(w);
     }
-    return o;
+    route_jw_close(w);
 }
 
-static int retry_get(json_object *v, void *field, const struct route_table *t, const char *label,
-                     const char *key, char *err, size_t errlen)
+static int retry_read(struct route_jr *r, const struct route_field *f, json_object *v, void *base)
 {
-    (void)t;
     static const char *const keys[] = { "retry_on", "num_retries", "per_try_timeout_ms",
                                         "retriable_status_codes" };
-    struct route_retry *r = field;
+    struct route_retry *rp = ROUTE_FIELD(base, f, struct route_retry);
+    const char *key = f->name;
     json_object *on = NULL, *codes = NULL;
-    if (check_object(v, keys, ARRAY_SIZE(keys), label, key, err, errlen) != 0)
+    if (check_object(r, v, keys, ARRAY_SIZE(keys), LABEL, key) != 0)
         return -EINVAL;
     if (!json_object_object_get_ex(v, "retry_on", &on) ||
         !json_object_is_type(on, json_type_array) || json_object_array_length(on) == 0)
-        FAIL("%s.%s.retry_on: expected a non-empty array of conditions", label, key);
+        FAIL("%s.%s.retry_on: expected a non-empty array of conditions", LABEL, key);
     for (size_t i = 0; i < json_object_array_length(on); i++) {
         json_object *e = json_object_array_get_idx(on, i);
         uint32_t bit = json_object_is_type(e, json_type_string)
                            ? route_retry_on_bit(json_object_get_string(e))
                            : 0;
         if (bit == 0)
-            FAIL("%s.%s.retry_on[%zu]: unknown condition", label, key, i);
-        r->on |= bit;
+            FAIL("%s.%s.retry_on[%zu]: unknown condition", LABEL, key, i);
+        rp->on |= bit;
     }
-    r->num_retries = ROUTE_RETRY_DEFAULT_NUM;
-    if (get_u32(v, "num_retries", 0, ROUTE_RETRY_MAX_NUM, &r->num_retries, label, key, err,
-                errlen) < 0 ||
-        get_u32(v, "per_try_timeout_ms", 0, UINT32_MAX, &r->per_try_timeout_ms, label, key, err,
-                errlen) < 0)
+    rp->num_retries = ROUTE_RETRY_DEFAULT_NUM;
+    if (get_u32(r, v, "num_retries", 0, ROUTE_RETRY_MAX_NUM, &rp->num_retries, LABEL, key) < 0 ||
+        get_u32(r, v, "per_try_timeout_ms", 0, UINT32_MAX, &rp->per_try_timeout_ms, LABEL, key) < 0)
         return -EINVAL;
     if (json_object_object_get_ex(v, "retriable_status_codes", &codes)) {
         if (!json_object_is_type(codes, json_type_array) ||
             json_object_array_length(codes) > ROUTE_RETRY_MAX_CODES)
-            FAIL("%s.%s.retriable_status_codes: expected an array of at most %d statuses", label,
+            FAIL("%s.%s.retriable_status_codes: expected an array of at most %d statuses", LABEL,
                  key, ROUTE_RETRY_MAX_CODES);
         for (size_t i = 0; i < json_object_array_length(codes); i++) {
             json_object *e = json_object_array_get_idx(codes, i);
             int64_t c = json_object_get_int64(e);
             if (!json_object_is_type(e, json_type_int) || c < 100 || c > 599)
-                FAIL("%s.%s.retriable_status_codes[%zu]: expected a status 100-599", label, key, i);
-            r->codes[r->ncodes++] = (uint16_t)c;
+                FAIL("%s.%s.retriable_status_codes[%zu]: expected a status 100-599", LABEL, key, i);
+            rp->codes[rp->ncodes++] = (uint16_t)c;
         }
     }
     return 0;
 }
 
-static bool retry_eq(const void *pa, const void *pb)
+static bool retry_eq(const struct route_field *f, const void *pa, const void *pb)
 {
-    const struct route_retry *a = pa, *b = pb;
+    const struct route_retry *a = ROUTE_CFIELD(pa, f, struct route_retry);
+    const struct route_retry *b = ROUTE_CFIELD(pb, f, struct route_retry);
     return a->on == b->on && a->num_retries == b->num_retries &&
            a->per_try_timeout_ms == b->per_try_timeout_ms && a->ncodes == b->ncodes &&
            memcmp(a->codes, b->codes, a->ncodes * sizeof(a->codes[0])) == 0;
 }
 
-const struct route_json_ops route_json_retry = { retry_put, retry_get, retry_eq };
+const struct route_json_ops route_json_retry = { retry_write, retry_read, retry_eq };
 
 /* ---- cors ---- */
 
-static json_object *cors_put(const void *field, const struct route_table *t)
+static void cors_write(struct route_jw *w, const struct route_field *f, const void *base,
+                       const struct route_table *t)
 {
     (void)t;
-    const struct route_cors *c = field;
+    const struct route_cors *c = ROUTE_CFIELD(base, f, struct route_cors);
     if (!c->enabled)
-        return NULL;
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "origins", strs_json(c->origins, c->norigins));
-    put_str(o, "methods", c->methods);
-    put_str(o, "headers", c->headers);
-    put_str(o, "exposed_headers", c->exposed_headers);
-    json_object_object_add(o, "credentials", json_object_new_boolean(c->credentials));
-    put_str(o, "max_age", c->max_age);
-    return o;
+        return;
+    route_jw_key(w, f->name);
+    route_jw_open(w, '{');
+    route_jw_key(w, "origins");
+    put_strs(w, c->origins, c->norigins);
+    put_str(w, "methods", c->methods);
+    put_str(w, "headers", c->headers);
+    put_str(w, "exposed_headers", c->exposed_headers);
+    route_jw_key(w, "credentials");
+    route_jw_bool(w, c->credentials);
+    put_str(w, "max_age", c->max_age);
+    route_jw_close(w);
 }
 
-static int cors_get(json_object *v, void *field, const struct route_table *t, const char *label,
-                    const char *key, char *err, size_t errlen)
+static int cors_read(struct route_jr *r, const struct route_field *f, json_object *v, void *base)
 {
-    (void)t;
     static const char *const keys[] = { "origins",         "methods",     "headers",
                                         "exposed_headers", "credentials", "max_age" };
-    struct route_cors *c = field;
+    struct route_cors *c = ROUTE_FIELD(base, f, struct route_cors);
+    const char *key = f->name;
     json_object *origins;
-    if (check_object(v, keys, ARRAY_SIZE(keys), label, key, err, errlen) != 0)
+    if (check_object(r, v, keys, ARRAY_SIZE(keys), LABEL, key) != 0)
         return -EINVAL;
     c->enabled = true;
     if (json_object_object_get_ex(v, "origins", &origins) &&
-        get_strs(origins, &c->origins, &c->norigins, label, "cors.origins", err, errlen) != 0)
+        get_strs(r, origins, &c->origins, &c->norigins, LABEL, "cors.origins") != 0)
         return -EINVAL;
-    if (get_str(v, "methods", &c->methods, label, key, err, errlen) < 0 ||
-        get_str(v, "headers", &c->headers, label, key, err, errlen) < 0 ||
-        get_str(v, "exposed_headers", &c->exposed_headers, label, key, err, errlen) < 0 ||
-        get_bool(v, "credentials", &c->credentials, label, key, err, errlen) < 0 ||
-        get_str(v, "max_age", &c->max_age, label, key, err, errlen) < 0)
+    if (get_str(r, v, "methods", &c->methods, LABEL, key) < 0 ||
+        get_str(r, v, "headers", &c->headers, LABEL, key) < 0 ||
+        get_str(r, v, "exposed_headers", &c->exposed_headers, LABEL, key) < 0 ||
+        get_bool(r, v, "credentials", &c->credentials, LABEL, key) < 0 ||
+        get_str(r, v, "max_age", &c->max_age, LABEL, key) < 0)
         return -EINVAL;
     /* Header values go out as written: a CR or LF would split the response. */
     const char *vals[] = { c->methods, c->headers, c->exposed_headers, c->max_age };
     for (size_t i = 0; i < ARRAY_SIZE(vals); i++)
         if (vals[i] != NULL && strpbrk(vals[i], "\r\n") != NULL)
-            FAIL("%s.%s: a value holds a line break", label, key);
+            FAIL("%s.%s: a value holds a line break", LABEL, key);
     for (size_t i = 0; i < c->norigins; i++)
         if (strpbrk(c->origins[i], "\r\n") != NULL)
-            FAIL("%s.%s: an origin holds a line break", label, key);
+            FAIL("%s.%s: an origin holds a line break", LABEL, key);
     return 0;
 }
 
-static bool cors_eq(const void *pa, const void *pb)
+static bool cors_eq(const struct route_field *f, const void *pa, const void *pb)
 {
-    const struct route_cors *a = pa, *b = pb;
+    const struct route_cors *a = ROUTE_CFIELD(pa, f, struct route_cors);
+    const struct route_cors *b = ROUTE_CFIELD(pb, f, struct route_cors);
     return a->enabled == b->enabled && strs_eq(a->origins, a->norigins, b->origins, b->norigins) &&
            str_eq(a->methods, b->methods) && str_eq(a->headers, b->headers) &&
            str_eq(a->exposed_headers, b->exposed_headers) && a->credentials == b->credentials &&
            str_eq(a->max_age, b->max_age);
 }
 
-const struct route_json_ops route_json_cors = { cors_put, cors_get, cors_eq };
+const struct route_json_ops route_json_cors = { cors_write, cors_read, cors_eq };
 
 /* ---- rate-limit descriptors ---- */
 
-static json_object *rl_put(const void *field, const struct route_table *t)
+static void rl_write(struct route_jw *w, const struct route_field *f, const void *base,
+                     const struct route_table *t)
 {
     (void)t;
-    const struct route_rate_limits *rl = field;
+    const struct route_rate_limits *rl = ROUTE_CFIELD(base, f, struct route_rate_limits);
     if (rl->n == 0)
-        return NULL;
-    json_object *a = json_object_new_array_ext((int)rl->n);
+        return;
+    route_jw_key(w, f->name);
+    route_jw_open(w, '[');
     for (size_t i = 0; i < rl->n; i++) {
         const struct route_rl_descriptor *d = &rl->v[i];
-        json_object *o = json_object_new_object();
-        put_str(o, "domain", d->domain);
-        put_str(o, "name", d->name);
-        json_object *es = json_object_new_array_ext((int)d->nentries);
+        route_jw_open(w, '{');
+        put_str(w, "domain", d->domain);
+        put_str(w, "name", d->name);
+        route_jw_key(w, "entries");
+        route_jw_open(w, '[');
         for (size_t k = 0; k < d->nentries; k++) {
             const struct route_rl_entry *e = &d->entries[k];
-            json_object *eo = json_object_new_object();
-            json_object_object_add(eo, "kind", json_object_new_string(route_rl_kind_name(e->kind)));
-            put_str(eo, "key", e->key);
-            put_str(eo, "value", e->value);
-            if (e->omit_if_absent)
-                json_object_object_add(eo, "omit_if_absent", json_object_new_boolean(1));
-            json_object_array_add(es, eo);
+            route_jw_open(w, '{');
+            put_str(w, "kind", route_rl_kind_name(e->kind));
+            put_str(w, "key", e->key);
+            put_str(w, "value", e->value);
+            if (e->omit_if_absent) {
+                route_jw_key(w, "omit_if_absent");
+                route_jw_bool(w, true);
+            }
+            route_jw_close(w);
         }
-        json_object_object_add(o, "entries", es);
-        json_object_array_add(a, o);
+        route_jw_close(w);
+        route_jw_close(w);
     }
-    return a;
+    route_jw_close(w);
 }
 
-static int rl_entry_get(json_object *v, struct route_rl_entry *e, const char *label, char *err,
-                        size_t errlen)
+static int rl_entry_read(struct route_jr *r, json_object *v, struct route_rl_entry *e,
+                         const char *label)
 {
     static const char *const keys[] = { "kind", "key", "value", "omit_if_absent" };
-    char *kind = NULL;
-    int rc = -EINVAL;
-    if (check_object(v, keys, ARRAY_SIZE(keys), label, "entry", err, errlen) != 0 ||
-        get_str(v, "kind", &kind, label, "entry", err, errlen) != 1 ||
-        get_str(v, "key", &e->key, label, "entry", err, errlen) != 1 ||
-        get_str(v, "value", &e->value, label, "entry", err, errlen) < 0 ||
-        get_bool(v, "omit_if_absent", &e->omit_if_absent, label, "entry", err, errlen) < 0) {
-        if (err[0] == '\0')
-            snprintf(err, errlen, "%s.entry: \"kind\" and \"key\" are required", label);
-        goto out;
+    const char *kind = NULL;
+    if (check_object(r, v, keys, ARRAY_SIZE(keys), label, "entry") != 0 ||
+        get_cstr(r, v, "kind", &kind, label, "entry") != 1 ||
+        get_str(r, v, "key", &e->key, label, "entry") != 1 ||
+        get_str(r, v, "value", &e->value, label, "entry") < 0 ||
+        get_bool(r, v, "omit_if_absent", &e->omit_if_absent, label, "entry") < 0) {
+        if (r->err[0] == '\0')
+            FAIL("%s.entry: \"kind\" and \"key\" are required", label);
+        return -EINVAL;
     }
     e->kind = rl_kind_parse(kind);
-    if (e->kind < 0) {
-        snprintf(err, errlen, "%s.entry: unknown kind \"%s\"", label, kind);
-        goto out;
-    }
-    if ((e->kind == ROUTE_RL_GENERIC_KEY || e->kind == ROUTE_RL_REQUEST_HEADER) &&
-        e->value == NULL) {
-        snprintf(err, errlen, "%s.entry: kind %s needs a value", label, kind);
-        goto out;
-    }
-    rc = 0;
-out:
-    free(kind);
-    return rc;
+    if (e->kind < 0)
+        FAIL("%s.entry: unknown kind \"%s\"", label, kind);
+    if ((e->kind == ROUTE_RL_GENERIC_KEY || e->kind == ROUTE_RL_REQUEST_HEADER) && e->value == NULL)
+        FAIL("%s.entry: kind %s needs a value", label, kind);
+    return 0;
 }
 
-static int rl_get(json_object *v, void *field, const struct route_table *t, const char *label,
-                  const char *key, char *err, size_t errlen)
+static int rl_read(struct route_jr *r, const struct route_field *f, json_object *v, void *base)
 {
-    (void)t;
     static const char *const keys[] = { "domain", "name", "entries" };
-    struct route_rate_limits *rl = field;
+    struct route_rate_limits *rl = ROUTE_FIELD(base, f, struct route_rate_limits);
+    const char *key = f->name;
     char where[96];
-    err[0] = '\0';
+    r->err[0] = '\0';
     if (!json_object_is_type(v, json_type_array))
-        FAIL("%s.%s: expected an array", label, key);
+        FAIL("%s.%s: expected an array", LABEL, key);
     size_t n = json_object_array_length(v);
-    rl->v = xcalloc(n + 1, sizeof(*rl->v));
+    rl->v = route_jr_alloc(r, (n + 1) * sizeof(*rl->v));
     for (rl->n = 0; rl->n < n; rl->n++) {
         json_object *o = json_object_array_get_idx(v, rl->n), *es = NULL;
         struct route_rl_descriptor *d = &rl->v[rl->n];
-        snprintf(where, sizeof(where), "%s.%s[%zu]", label, key, rl->n);
-        if (check_object(o, keys, ARRAY_SIZE(keys), where, "descriptor", err, errlen) != 0 ||
-            get_str(o, "domain", &d->domain, where, "descriptor", err, errlen) != 1 ||
-            get_str(o, "name", &d->name, where, "descriptor", err, errlen) < 0 ||
+        snprintf(where, sizeof(where), "%s.%s[%zu]", LABEL, key, rl->n);
+        if (check_object(r, o, keys, ARRAY_SIZE(keys), where, "descriptor") != 0 ||
+            get_str(r, o, "domain", &d->domain, where, "descriptor") != 1 ||
+            get_str(r, o, "name", &d->name, where, "descriptor") < 0 ||
             !json_object_object_get_ex(o, "entries", &es) ||
             !json_object_is_type(es, json_type_array)) {
-            rl->n++;
-            if (err[0] == '\0')
+            if (r->err[0] == '\0')
                 FAIL("%s: needs \"domain\" and an \"entries\" array", where);
             return -EINVAL;
         }
         size_t ne = json_object_array_length(es);
-        d->entries = xcalloc(ne + 1, sizeof(*d->entries));
-        for (d->nentries = 0; d->nentries < ne; d->nentries++) {
-            if (rl_entry_get(json_object_array_get_idx(es, d->nentries), &d->entries[d->nentries],
-                             where, err, errlen) != 0) {
-                d->nentries++;
-                rl->n++;
+        d->entries = route_jr_alloc(r, (ne + 1) * sizeof(*d->entries));
+        for (d->nentries = 0; d->nentries < ne; d->nentries++)
+            if (rl_entry_read(r, json_object_array_get_idx(es, d->nentries),
+                              &d->entries[d->nentries], where) != 0)
                 return -EINVAL;
-            }
-        }
     }
     return 0;
 }
 
-static bool rl_eq(const void *pa, const void *pb)
+static bool rl_eq(const struct route_field *f, const void *pa, const void *pb)
 {
-    const struct route_rate_limits *a = pa, *b = pb;
+    const struct route_rate_limits *a = ROUTE_CFIELD(pa, f, struct route_rate_limits);
+    const struct route_rate_limits *b = ROUTE_CFIELD(pb, f, struct route_rate_limits);
     if (a->n != b->n)
         return false;
     for (size_t i = 0; i < a->n; i++) {
@@ -636,226 +636,232 @@ static bool rl_eq(const void *pa, const void *pb)
             x->nentries != y->nentries)
             return false;
         for (size_t k = 0; k < x->nentries; k++) {
-            const struct route_rl_entry *e = &x->entries[k], *f = &y->entries[k];
-            if (e->kind != f->kind || !str_eq(e->key, f->key) || !str_eq(e->value, f->value) ||
-                e->omit_if_absent != f->omit_if_absent)
+            const struct route_rl_entry *e = &x->entries[k], *g = &y->entries[k];
+            if (e->kind != g->kind || !str_eq(e->key, g->key) || !str_eq(e->value, g->value) ||
+                e->omit_if_absent != g->omit_if_absent)
                 return false;
         }
     }
     return true;
 }
 
-const struct route_json_ops route_json_rate_limits = { rl_put, rl_get, rl_eq };
+const struct route_json_ops route_json_rate_limits = { rl_write, rl_read, rl_eq };
 
 /* ---- legate_rate_limit ---- */
 
-static json_object *local_rl_put(const void *field, const struct route_table *t)
+static void local_rl_write(struct route_jw *w, const struct route_field *f, const void *base,
+                           const struct route_table *t)
 {
     (void)t;
-    const struct route_local_rl *l = field;
+    const struct route_local_rl *l = ROUTE_CFIELD(base, f, struct route_local_rl);
     if (l->rps == 0)
-        return NULL;
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "requests_per_second", json_object_new_int64(l->rps));
-    json_object_object_add(o, "burst", json_object_new_int64(l->burst));
-    return o;
+        return;
+    route_jw_key(w, f->name);
+    route_jw_open(w, '{');
+    put_int(w, "requests_per_second", l->rps);
+    put_int(w, "burst", l->burst);
+    route_jw_close(w);
 }
 
-static int local_rl_get(json_object *v, void *field, const struct route_table *t, const char *label,
-                        const char *key, char *err, size_t errlen)
+static int local_rl_read(struct route_jr *r, const struct route_field *f, json_object *v,
+                         void *base)
 {
-    (void)t;
     static const char *const keys[] = { "requests_per_second", "burst" };
-    struct route_local_rl *l = field;
-    if (check_object(v, keys, ARRAY_SIZE(keys), label, key, err, errlen) != 0)
+    struct route_local_rl *l = ROUTE_FIELD(base, f, struct route_local_rl);
+    const char *key = f->name;
+    if (check_object(r, v, keys, ARRAY_SIZE(keys), LABEL, key) != 0)
         return -EINVAL;
-    int rc = get_u32(v, "requests_per_second", 1, 1000000, &l->rps, label, key, err, errlen);
+    int rc = get_u32(r, v, "requests_per_second", 1, 1000000, &l->rps, LABEL, key);
     if (rc == 0)
-        FAIL("%s.%s: missing \"requests_per_second\"", label, key);
-    if (rc < 0 || get_u32(v, "burst", 1, 1000000, &l->burst, label, key, err, errlen) < 0)
+        FAIL("%s.%s: missing \"requests_per_second\"", LABEL, key);
+    if (rc < 0 || get_u32(r, v, "burst", 1, 1000000, &l->burst, LABEL, key) < 0)
         return -EINVAL;
     if (l->burst == 0)
         l->burst = l->rps;
     return 0;
 }
 
-static bool local_rl_eq(const void *pa, const void *pb)
+static bool local_rl_eq(const struct route_field *f, const void *pa, const void *pb)
 {
-    const struct route_local_rl *a = pa, *b = pb;
+    const struct route_local_rl *a = ROUTE_CFIELD(pa, f, struct route_local_rl);
+    const struct route_local_rl *b = ROUTE_CFIELD(pb, f, struct route_local_rl);
     return a->rps == b->rps && a->burst == b->burst;
 }
 
-const struct route_json_ops route_json_local_rl = { local_rl_put, local_rl_get, local_rl_eq };
+const struct route_json_ops route_json_local_rl = { local_rl_write, local_rl_read, local_rl_eq };
 
 /* ---- allow_upgrade ---- */
 
-static json_object *upgrades_put(const void *field, const struct route_table *t)
+static void upgrades_write(struct route_jw *w, const struct route_field *f, const void *base,
+                           const struct route_table *t)
 {
     (void)t;
-    const struct route_upgrades *u = field;
-    return u->n ? strs_json(u->v, u->n) : NULL;
+    const struct route_upgrades *u = ROUTE_CFIELD(base, f, struct route_upgrades);
+    if (u->n == 0)
+        return;
+    route_jw_key(w, f->name);
+    put_strs(w, u->v, u->n);
 }
 
-static int upgrades_get(json_object *v, void *field, const struct route_table *t, const char *label,
-                        const char *key, char *err, size_t errlen)
+static int upgrades_read(struct route_jr *r, const struct route_field *f, json_object *v,
+                         void *base)
 {
-    (void)t;
-    struct route_upgrades *u = field;
-    if (get_strs(v, &u->v, &u->n, label, key, err, errlen) != 0)
+    struct route_upgrades *u = ROUTE_FIELD(base, f, struct route_upgrades);
+    if (get_strs(r, v, &u->v, &u->n, LABEL, f->name) != 0)
         return -EINVAL;
     for (size_t i = 0; i < u->n; i++)
         if (u->v[i][0] == '\0' || strpbrk(u->v[i], "\r\n ,") != NULL)
-            FAIL("%s.%s[%zu]: not a protocol name", label, key, i);
+            FAIL("%s.%s[%zu]: not a protocol name", LABEL, f->name, i);
     return 0;
 }
 
-static bool upgrades_eq(const void *pa, const void *pb)
+static bool upgrades_eq(const struct route_field *f, const void *pa, const void *pb)
 {
-    const struct route_upgrades *a = pa, *b = pb;
+    const struct route_upgrades *a = ROUTE_CFIELD(pa, f, struct route_upgrades);
+    const struct route_upgrades *b = ROUTE_CFIELD(pb, f, struct route_upgrades);
     return strs_eq(a->v, a->n, b->v, b->n);
 }
 
-const struct route_json_ops route_json_upgrades = { upgrades_put, upgrades_get, upgrades_eq };
+const struct route_json_ops route_json_upgrades = { upgrades_write, upgrades_read, upgrades_eq };
 
 /* ---- shadow ---- */
 
-static json_object *shadow_put(const void *field, const struct route_table *t)
+static void shadow_write(struct route_jw *w, const struct route_field *f, const void *base,
+                         const struct route_table *t)
 {
-    const struct route_shadow *s = field;
+    const struct route_shadow *s = ROUTE_CFIELD(base, f, struct route_shadow);
     if (!s->set)
-        return NULL;
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "cluster", json_object_new_string(t->clusters[s->cluster].name));
-    json_object_object_add(o, "percent", json_object_new_int64(s->percent));
-    put_str(o, "mapping", s->mapping);
-    return o;
+        return;
+    route_jw_key(w, f->name);
+    route_jw_open(w, '{');
+    put_str(w, "cluster", t->clusters[s->cluster].name);
+    put_int(w, "percent", s->percent);
+    put_str(w, "mapping", s->mapping);
+    route_jw_close(w);
 }
 
-static int shadow_get(json_object *v, void *field, const struct route_table *t, const char *label,
-                      const char *key, char *err, size_t errlen)
+static int shadow_read(struct route_jr *r, const struct route_field *f, json_object *v, void *base)
 {
     static const char *const keys[] = { "cluster", "percent", "mapping" };
-    struct route_shadow *s = field;
+    struct route_shadow *s = ROUTE_FIELD(base, f, struct route_shadow);
+    const char *key = f->name;
     json_object *c;
-    if (check_object(v, keys, ARRAY_SIZE(keys), label, key, err, errlen) != 0)
+    if (check_object(r, v, keys, ARRAY_SIZE(keys), LABEL, key) != 0)
         return -EINVAL;
     if (!json_object_object_get_ex(v, "cluster", &c) || !json_object_is_type(c, json_type_string))
-        FAIL("%s.%s: missing \"cluster\"", label, key);
-    size_t i;
-    for (i = 0; i < t->nclusters; i++)
-        if (strcmp(t->clusters[i].name, json_object_get_string(c)) == 0)
-            break;
-    if (i == t->nclusters)
-        FAIL("%s.%s: unknown cluster \"%s\"", label, key, json_object_get_string(c));
+        FAIL("%s.%s: missing \"cluster\"", LABEL, key);
+    if (route_jr_cluster(r, json_object_get_string(c), &s->cluster) != 0)
+        FAIL("%s.%s: unknown cluster \"%s\"", LABEL, key, json_object_get_string(c));
     s->set = true;
-    s->cluster = (uint32_t)i;
     s->percent = 100;
-    if (get_u32(v, "percent", 1, 100, &s->percent, label, key, err, errlen) < 0 ||
-        get_str(v, "mapping", &s->mapping, label, key, err, errlen) < 0)
+    if (get_u32(r, v, "percent", 1, 100, &s->percent, LABEL, key) < 0 ||
+        get_str(r, v, "mapping", &s->mapping, LABEL, key) < 0)
         return -EINVAL;
     return 0;
 }
 
-static bool shadow_eq(const void *pa, const void *pb)
+static bool shadow_eq(const struct route_field *f, const void *pa, const void *pb)
 {
-    const struct route_shadow *a = pa, *b = pb;
+    const struct route_shadow *a = ROUTE_CFIELD(pa, f, struct route_shadow);
+    const struct route_shadow *b = ROUTE_CFIELD(pb, f, struct route_shadow);
     return a->set == b->set && a->cluster == b->cluster && a->percent == b->percent &&
            str_eq(a->mapping, b->mapping);
 }
 
-const struct route_json_ops route_json_shadow = { shadow_put, shadow_get, shadow_eq };
+const struct route_json_ops route_json_shadow = { shadow_write, shadow_read, shadow_eq };
 
 /* ---- circuit_breakers ---- */
 
-static json_object *cb_put(const void *field, const struct route_table *t)
+static void cb_write(struct route_jw *w, const struct route_field *f, const void *base,
+                     const struct route_table *t)
 {
     (void)t;
-    const struct route_circuit_breakers *cb = field;
+    const struct route_circuit_breakers *cb = ROUTE_CFIELD(base, f, struct route_circuit_breakers);
     if (!cb->set)
-        return NULL;
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "max_connections", json_object_new_int64(cb->max_connections));
-    json_object_object_add(o, "max_pending_requests",
-                           json_object_new_int64(cb->max_pending_requests));
-    json_object_object_add(o, "max_requests", json_object_new_int64(cb->max_requests));
-    json_object_object_add(o, "max_retries", json_object_new_int64(cb->max_retries));
-    return o;
+        return;
+    route_jw_key(w, f->name);
+    route_jw_open(w, '{');
+    put_int(w, "max_connections", cb->max_connections);
+    put_int(w, "max_pending_requests", cb->max_pending_requests);
+    put_int(w, "max_requests", cb->max_requests);
+    put_int(w, "max_retries", cb->max_retries);
+    route_jw_close(w);
 }
 
-static int cb_get(json_object *v, void *field, const struct route_table *t, const char *label,
-                  const char *key, char *err, size_t errlen)
+static int cb_read(struct route_jr *r, const struct route_field *f, json_object *v, void *base)
 {
-    (void)t;
     static const char *const keys[] = { "max_connections", "max_pending_requests", "max_requests",
                                         "max_retries" };
-    struct route_circuit_breakers *cb = field;
-    if (check_object(v, keys, ARRAY_SIZE(keys), label, key, err, errlen) != 0)
+    struct route_circuit_breakers *cb = ROUTE_FIELD(base, f, struct route_circuit_breakers);
+    const char *key = f->name;
+    if (check_object(r, v, keys, ARRAY_SIZE(keys), LABEL, key) != 0)
         return -EINVAL;
     cb->set = true;
     cb->max_connections = cb->max_pending_requests = cb->max_requests = ROUTE_CB_DEFAULT_MAX;
     cb->max_retries = ROUTE_CB_DEFAULT_MAX_RETRIES;
-    if (get_u32(v, "max_connections", 0, UINT32_MAX, &cb->max_connections, label, key, err,
-                errlen) < 0 ||
-        get_u32(v, "max_pending_requests", 0, UINT32_MAX, &cb->max_pending_requests, label, key,
-                err, errlen) < 0 ||
-        get_u32(v, "max_requests", 0, UINT32_MAX, &cb->max_requests, label, key, err, errlen) < 0 ||
-        get_u32(v, "max_retries", 0, UINT32_MAX, &cb->max_retries, label, key, err, errlen) < 0)
+    if (get_u32(r, v, "max_connections", 0, UINT32_MAX, &cb->max_connections, LABEL, key) < 0 ||
+        get_u32(r, v, "max_pending_requests", 0, UINT32_MAX, &cb->max_pending_requests, LABEL,
+                key) < 0 ||
+        get_u32(r, v, "max_requests", 0, UINT32_MAX, &cb->max_requests, LABEL, key) < 0 ||
+        get_u32(r, v, "max_retries", 0, UINT32_MAX, &cb->max_retries, LABEL, key) < 0)
         return -EINVAL;
     return 0;
 }
 
-static bool cb_eq_op(const void *a, const void *b)
+static bool cb_eq_op(const struct route_field *f, const void *a, const void *b)
 {
-    return cb_eq(a, b);
+    return cb_eq(ROUTE_CFIELD(a, f, struct route_circuit_breakers),
+                 ROUTE_CFIELD(b, f, struct route_circuit_breakers));
 }
 
-const struct route_json_ops route_json_circuit_breakers = { cb_put, cb_get, cb_eq_op };
+const struct route_json_ops route_json_circuit_breakers = { cb_write, cb_read, cb_eq_op };
 
 /* ---- load_balancer ---- */
 
-static json_object *lb_put(const void *field, const struct route_table *t)
+static void lb_write(struct route_jw *w, const struct route_field *f, const void *base,
+                     const struct route_table *t)
 {
     (void)t;
-    const struct route_lb *lb = field;
+    const struct route_lb *lb = ROUTE_CFIELD(base, f, struct route_lb);
     if (lb->policy == ROUTE_LB_ROUND_ROBIN && lb->hash_on == ROUTE_LB_HASH_NONE)
-        return NULL;
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "policy", json_object_new_string(route_lb_policy_name(lb->policy)));
+        return;
+    route_jw_key(w, f->name);
+    route_jw_open(w, '{');
+    put_str(w, "policy", route_lb_policy_name(lb->policy));
     if (lb->hash_on == ROUTE_LB_HASH_HEADER) {
-        put_str(o, "header", lb->key);
+        put_str(w, "header", lb->key);
     } else if (lb->hash_on == ROUTE_LB_HASH_COOKIE) {
-        json_object *c = json_object_new_object();
-        put_str(c, "name", lb->key);
-        put_str(c, "path", lb->cookie_path);
+        route_jw_key(w, "cookie");
+        route_jw_open(w, '{');
+        put_str(w, "name", lb->key);
+        put_str(w, "path", lb->cookie_path);
         if (lb->cookie_ttl_s)
-            json_object_object_add(c, "ttl_s", json_object_new_int64(lb->cookie_ttl_s));
-        json_object_object_add(o, "cookie", c);
+            put_int(w, "ttl_s", lb->cookie_ttl_s);
+        route_jw_close(w);
     } else if (lb->hash_on == ROUTE_LB_HASH_SOURCE_IP) {
-        json_object_object_add(o, "source_ip", json_object_new_boolean(1));
+        route_jw_key(w, "source_ip");
+        route_jw_bool(w, true);
     }
-    return o;
+    route_jw_close(w);
 }
 
-static int lb_get(json_object *v, void *field, const struct route_table *t, const char *label,
-                  const char *key, char *err, size_t errlen)
+static int lb_read(struct route_jr *r, const struct route_field *f, json_object *v, void *base)
 {
-    (void)t;
     static const char *const keys[] = { "policy", "header", "cookie", "source_ip" };
     static const char *const ckeys[] = { "name", "path", "ttl_s" };
-    struct route_lb *lb = field;
-    char *policy = NULL;
+    struct route_lb *lb = ROUTE_FIELD(base, f, struct route_lb);
+    const char *key = f->name, *policy = NULL;
     json_object *c;
     bool src = false;
-    if (check_object(v, keys, ARRAY_SIZE(keys), label, key, err, errlen) != 0 ||
-        get_str(v, "policy", &policy, label, key, err, errlen) < 0)
+    if (check_object(r, v, keys, ARRAY_SIZE(keys), LABEL, key) != 0 ||
+        get_cstr(r, v, "policy", &policy, LABEL, key) < 0)
         return -EINVAL;
     int p = policy ? route_lb_policy_parse(policy) : -1;
-    free(policy);
     if (p < 0)
-        FAIL("%s.%s.policy: expected round_robin, least_request, ring_hash or maglev", label, key);
+        FAIL("%s.%s.policy: expected round_robin, least_request, ring_hash or maglev", LABEL, key);
     lb->policy = (uint8_t)p;
     int nh = 0;
-    int rc = get_str(v, "header", &lb->key, label, key, err, errlen);
+    int rc = get_str(r, v, "header", &lb->key, LABEL, key);
     if (rc < 0)
         return -EINVAL;
     if (rc == 1) {
@@ -863,35 +869,33 @@ static int lb_get(json_object *v, void *field, const struct route_table *t, cons
         nh++;
     }
     if (json_object_object_get_ex(v, "cookie", &c)) {
-        if (check_object(c, ckeys, ARRAY_SIZE(ckeys), label, "load_balancer.cookie", err, errlen) !=
-            0)
+        if (check_object(r, c, ckeys, ARRAY_SIZE(ckeys), LABEL, "load_balancer.cookie") != 0)
             return -EINVAL;
-        free(lb->key);
         lb->key = NULL;
-        if (get_str(c, "name", &lb->key, label, key, err, errlen) != 1)
-            FAIL("%s.%s.cookie: missing \"name\"", label, key);
-        if (get_str(c, "path", &lb->cookie_path, label, key, err, errlen) < 0 ||
-            get_u32(c, "ttl_s", 0, UINT32_MAX, &lb->cookie_ttl_s, label, key, err, errlen) < 0)
+        if (get_str(r, c, "name", &lb->key, LABEL, key) != 1)
+            FAIL("%s.%s.cookie: missing \"name\"", LABEL, key);
+        if (get_str(r, c, "path", &lb->cookie_path, LABEL, key) < 0 ||
+            get_u32(r, c, "ttl_s", 0, UINT32_MAX, &lb->cookie_ttl_s, LABEL, key) < 0)
             return -EINVAL;
         lb->hash_on = ROUTE_LB_HASH_COOKIE;
         nh++;
     }
-    if (get_bool(v, "source_ip", &src, label, key, err, errlen) < 0)
+    if (get_bool(r, v, "source_ip", &src, LABEL, key) < 0)
         return -EINVAL;
     if (src) {
         lb->hash_on = ROUTE_LB_HASH_SOURCE_IP;
         nh++;
     }
     if (nh > 1)
-        FAIL("%s.%s: at most one of header, cookie and source_ip", label, key);
+        FAIL("%s.%s: at most one of header, cookie and source_ip", LABEL, key);
     if (nh == 1 && lb->policy != ROUTE_LB_RING_HASH && lb->policy != ROUTE_LB_MAGLEV)
-        FAIL("%s.%s: a hash key needs policy ring_hash or maglev", label, key);
+        FAIL("%s.%s: a hash key needs policy ring_hash or maglev", LABEL, key);
     return 0;
 }
 
-static bool lb_eq_op(const void *a, const void *b)
+static bool lb_eq_op(const struct route_field *f, const void *a, const void *b)
 {
-    return lb_eq(a, b);
+    return lb_eq(ROUTE_CFIELD(a, f, struct route_lb), ROUTE_CFIELD(b, f, struct route_lb));
 }
 
-const struct route_json_ops route_json_lb = { lb_put, lb_get, lb_eq_op };
+const struct route_json_ops route_json_lb = { lb_write, lb_read, lb_eq_op };

@@ -1,9 +1,10 @@
 /* Traffic policy of routes and clusters (route_policy-t.h): its JSON form, freeing, and the
  * small parsers both sides share (retry_on names, durations).
  *
- * route.c keeps one field table per struct; each policy key is an entry whose reading,
- * writing and comparing are the ops below, so a policy field cannot drift between the three
- * any more than the plain fields can. */
+ * route.c keeps one field table per struct; each policy key is an entry whose writing,
+ * reading and comparing are the ops below, so a policy field cannot drift between the three
+ * any more than the plain fields can. Tables read from JSON keep what the ops read in their
+ * arena (route_arena.h); the _free_fields functions are for policies built in memory. */
 #ifndef LEGATE_ROUTE_POLICY_H
 #define LEGATE_ROUTE_POLICY_H
 
@@ -11,25 +12,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "route_json.h"
 #include "route_policy-t.h"
 
-struct route_table;
-
-/* How route.c reads, writes and compares one policy field; field points at it inside its
- * struct. */
-struct route_json_ops {
-    /* Returns a new json value (caller owns), or NULL when the field is not set (omitted). */
-    json_object *(*put)(const void *field, const struct route_table *t);
-    /* Reads v into the zeroed field (t's clusters are known). Returns 0, or -EINVAL with
-     * "label.key: reason" in err. What was read before a failure is freed with the rest. */
-    int (*get)(json_object *v, void *field, const struct route_table *t, const char *label,
-               const char *key, char *err, size_t errlen);
-    bool (*eq)(const void *a, const void *b);
-};
-
-/* uint32_t, omitted when 0. */
-extern const struct route_json_ops route_json_uint_opt;
-/* struct route_retry: {"retry_on": [names], "num_retries", "per_try_timeout_ms",
+/* How route.c writes, reads and compares each policy key: the per-type ops of its field
+ * tables (route_json.h). The integer keys use route.c's own integer ops.
+ *
+ * struct route_retry: {"retry_on": [names], "num_retries", "per_try_timeout_ms",
  * "retriable_status_codes": [...]} */
 extern const struct route_json_ops route_json_retry;
 /* struct route_cors: {"origins": [...], "methods", "headers", "exposed_headers",

@@ -327,28 +327,27 @@ struct push *push_start(uv_loop_t *loop, const char *socket_path)
 
 int push_submit(struct push *p, const struct route_table *t)
 {
-    json_object *o = route_table_to_json(t);
-    json_object_object_add(o, "type", json_object_new_string("snapshot"));
-    json_object_object_add(o, "protocol", json_object_new_int(ROUTE_PROTOCOL_VERSION));
-    size_t len = 0;
-    const char *js = json_object_to_json_string_length(
-        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-
     struct push_snap *s = xcalloc(1, sizeof(*s));
     s->refs = 1;
     s->version = t->version;
     s->nroutes = t->nroutes;
     s->nclusters = t->nclusters;
     s->nerrors = t->nerrors;
+    /* The JSON text goes straight into the frame, after room for its length (frame.h: 4 bytes,
+     * big-endian), which is filled in once the text is written. */
     buf_init(&s->frame, FRAME_MAX_DEFAULT + 4);
-    int rc = frame_encode(&s->frame, js, len);
-    json_object_put(o);
+    int rc = buf_append(&s->frame, "\0\0\0\0", 4);
+    if (rc == 0)
+        rc = route_snapshot_write(t, &s->frame);
     if (rc != 0) {
-        log_error("snapshot too large to send", "version=%llu bytes=%zu max=%zu",
-                  (unsigned long long)t->version, len, (size_t)FRAME_MAX_DEFAULT);
+        log_error("snapshot too large to send", "version=%llu routes=%zu max=%zu",
+                  (unsigned long long)t->version, t->nroutes, (size_t)FRAME_MAX_DEFAULT);
         snap_release(s);
         return -E2BIG;
     }
+    size_t len = s->frame.len - 4;
+    for (int i = 0; i < 4; i++)
+        s->frame.data[i] = (char)(len >> (24 - 8 * i));
     snap_release(p->latest);
     p->latest = s;
     send_latest(p);

@@ -1,6 +1,7 @@
 /* Tests for proxy/router.c: first-match semantics, predicates, rewrites, and scale. */
 #include <check.h>
 #include <errno.h>
+#include <json-c/json.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "buf.h"
 #include "route.h"
 #include "router.h"
 #include "rx.h"
@@ -865,6 +867,75 @@ START_TEST(router_100k_routes)
 }
 END_TEST
 
+/* The proxy routes on tables read from snapshots, whose strings sit in one arena and are shared
+ * where they repeat: it must route them exactly as the table they were written from. */
+START_TEST(router_table_read_from_json_routes_the_same)
+{
+    const struct rspec specs[] = {
+        { .prefix = "/api/", .method = "GET", .rewrite = "/" },
+        { .prefix = "/api/", .host = "a.example", .rewrite = "/" },
+        { .prefix = "/API/", .ci = true, .rewrite = "/v2/" },
+        { .prefix = "/x", .exact = true },
+        { .prefix = "/r/[0-9]+", .prefix_re = true },
+        { .prefix = "/h/", .hname = "x-h", .hvalue = "1" },
+        { .prefix = "/q/", .qname = "a", .qvalue = "b+", .query_re = true },
+        { .prefix = "/", .host = "a.example" },
+    };
+    struct route_table *t = table_of(specs, ARRAY_SIZE(specs));
+    struct buf text;
+    buf_init(&text, 1 << 20);
+    ck_assert_int_eq(route_snapshot_write(t, &text), 0);
+    json_object *o = json_tokener_parse(text.data);
+    char err[256] = "";
+    struct route_table *back = NULL;
+    ck_assert_msg(route_table_from_json(o, &back, err, sizeof(err)) == 0, "%s", err);
+    json_object_put(o);
+    buf_free(&text);
+    ck_assert_ptr_nonnull(back->arena);
+    ck_assert_ptr_eq(back->routes[0].rewrite, back->routes[1].rewrite); /* shared text */
+    struct px_router *r1 = build_ok(t), *r2 = build_ok(back);
+    static const struct {
+        const char *method, *host, *target;
+    } reqs[] = {
+        { "GET", NULL, "/api/x" },       { "POST", "a.example", "/api/x" },
+        { "POST", NULL, "/Api/y" },      { "GET", NULL, "/x" },
+        { "GET", NULL, "/xy" },          { "GET", NULL, "/r/12" },
+        { "GET", NULL, "/h/" },          { "GET", NULL, "/q/?a=bb" },
+        { "GET", "a.example:80", "/z" }, { "GET", NULL, "/nothing" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(reqs); i++) {
+        const char *q = strchr(reqs[i].target, '?');
+        struct px_request_view v = {
+            .method = reqs[i].method,
+            .method_len = strlen(reqs[i].method),
+            .path = reqs[i].target,
+            .path_len = q ? (size_t)(q - reqs[i].target) : strlen(reqs[i].target),
+            .query = q ? q + 1 : NULL,
+            .query_len = q ? strlen(q + 1) : 0,
+            .host = reqs[i].host,
+            .host_len = reqs[i].host ? strlen(reqs[i].host) : 0,
+        };
+        const struct route *m1 = px_router_match(r1, &v), *m2 = px_router_match(r2, &v);
+        long i1 = m1 ? (long)(m1 - t->routes) : -1, i2 = m2 ? (long)(m2 - back->routes) : -1;
+        ck_assert_msg(i1 == i2, "request %zu: %ld vs %ld", i, i1, i2);
+        char o1[256], o2[256];
+        if (m1 != NULL)
+            ck_assert_int_eq(
+                px_router_rewrite(r1, m1, v.path, v.path_len, v.query, v.query_len, o1, sizeof(o1)),
+                px_router_rewrite(r2, m2, v.path, v.path_len, v.query, v.query_len, o2,
+                                  sizeof(o2)));
+    }
+    /* Every request above has an answer of its own kind: the comparison is not all misses. */
+    ck_assert_ptr_nonnull(px_router_match(
+        r2, &(struct px_request_view){
+                .method = "GET", .method_len = 3, .path = "/r/12", .path_len = 5 }));
+    px_router_free(r1);
+    px_router_free(r2);
+    route_table_free(back);
+    route_table_free(t);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("router");
@@ -892,6 +963,7 @@ int main(void)
     tcase_add_test(tc, router_redirect_locations);
     tcase_add_test(tc, router_regex_routes_agree_with_linear_scan);
     tcase_add_test(tc, router_100k_routes);
+    tcase_add_test(tc, router_table_read_from_json_routes_the_same);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
