@@ -85,7 +85,7 @@ TEST_LIBS       := $(call pc_libs,$(PKGS_CONTROLLER) $(PKGS_PROXY) $(PKGS_TEST))
 # Keep objects that only feed test binaries.
 .SECONDARY:
 
-.PHONY: all clean test unit e2e demo deps format format-check bench install check-deps
+.PHONY: all clean test unit e2e demo deps format format-check bench profile install check-deps
 all: $(CONTROLLER_BIN) $(PROXY_BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -158,6 +158,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench-router
 	$(BUILD)/bench-router | tee bench/results/router-$$(date +%Y%m%d-%H%M%S).md
 	bench/proxy.sh
+profile: deps ; @$(MAKE) --no-print-directory all && LEGATE_BUILD=$(abspath $(BUILD)) bench/profile.sh $(PROFILE_ARGS)
 
 $(BUILD)/bench-router: $(BUILD)/obj/bench/router.o $(BUILD)/libproxy.a $(BUILD)/libcommon.a
 	$(call msg,LD,$@)
