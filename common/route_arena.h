@@ -7,7 +7,8 @@
  *
  * The intern index exists only while the table is being read (route_arena_seal drops it), so
  * a loaded table holds nothing but its text. Single-threaded while building; read-only and
- * safe to share afterwards. */
+ * safe to share afterwards. The controller's YAML documents (controller/ytree.c) live in one
+ * too, without interning. */
 #ifndef LEGATE_ROUTE_ARENA_H
 #define LEGATE_ROUTE_ARENA_H
 

@@ -1,12 +1,12 @@
 #include "ytree.h"
 
 #include <errno.h>
-#include <stdalign.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "route_arena.h"
 #include "xalloc.h"
 
 void ytree_parser_init(struct ytree_parser *p, const char *text, size_t len, int line_offset,
@@ -31,59 +31,18 @@ void ytree_parser_free(struct ytree_parser *p)
 
 /* ---- arena ---- */
 
-struct ytree_block {
-    struct ytree_block *next;
-    size_t used;
-    size_t cap;
-    _Alignas(max_align_t) char data[];
-};
-
-#define BLOCK_FIRST 2048
-#define BLOCK_MAX   ((size_t)1 << 20)
-
-/* Returns n zeroed bytes owned by d. Big requests get a block of their own, placed behind the
- * current one so that it keeps filling. */
+/* A document's nodes and strings live in one bump arena (the one route tables use): freeing
+ * the document frees a few chunks. */
 static void *doc_alloc(struct ytree_doc *d, size_t n)
 {
-    n = (n + 15) & ~(size_t)15;
-    struct ytree_block *b = d->blocks;
-    if (b == NULL || b->cap - b->used < n) {
-        size_t cap = b ? (b->cap * 2 < BLOCK_MAX ? b->cap * 2 : BLOCK_MAX) : BLOCK_FIRST;
-        struct ytree_block *nb;
-        if (n > cap / 2) {
-            nb = xmalloc(sizeof(*nb) + n);
-            nb->cap = n;
-            nb->used = 0;
-            if (b != NULL) {
-                nb->next = b->next;
-                b->next = nb;
-            } else {
-                nb->next = NULL;
-                d->blocks = nb;
-            }
-        } else {
-            nb = xmalloc(sizeof(*nb) + cap);
-            nb->cap = cap;
-            nb->used = 0;
-            nb->next = b;
-            d->blocks = nb;
-        }
-        b = nb;
-    }
-    void *p = b->data + b->used;
-    b->used += n;
-    memset(p, 0, n);
-    return p;
+    if (d->arena == NULL)
+        d->arena = route_arena_new();
+    return route_arena_alloc(d->arena, n);
 }
 
 void ytree_doc_free(struct ytree_doc *d)
 {
-    struct ytree_block *b = d->blocks;
-    while (b != NULL) {
-        struct ytree_block *next = b->next;
-        free(b);
-        b = next;
-    }
+    route_arena_free(d->arena);
     memset(d, 0, sizeof(*d));
 }
 

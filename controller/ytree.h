@@ -36,7 +36,7 @@ struct ytree_node {
     size_t capkids;
 };
 
-struct ytree_block; /* arena storage (ytree.c) */
+struct route_arena; /* common/route_arena.h */
 
 /* A document owns all its nodes (in an arena: one allocation per few dozen nodes rather than
  * three per node, which kept glibc busy coalescing) and outlives its parser. */
@@ -45,7 +45,7 @@ struct ytree_doc {
     int line;  /* line of the document's start */
     int index; /* 1-based position of the document in the stream */
     size_t nnodes;
-    struct ytree_block *blocks;
+    struct route_arena *arena; /* common/route_arena.h; NULL until the first node */
 };
 
 struct ytree_error {
