@@ -24,6 +24,8 @@
 #include "kube.h"
 #include "strmap.h"
 
+struct json_object;
+
 typedef void (*kube_closed_cb)(void *arg);
 
 /* ---- kube_config.c ------------------------------------------------------------------------ */
@@ -252,7 +254,14 @@ struct kube_obj {
     const char *annotation;
 };
 
-struct kube_item; /* a listed object kept until the list is complete (kube_watch.c) */
+/* A listed object, kept (copied) until the list is complete. */
+struct kube_item {
+    char *ns;
+    char *name;
+    char *uid;
+    char *rv;
+    char *annotation;
+};
 
 struct kube_watch {
     uv_loop_t *loop;
@@ -302,6 +311,14 @@ void kube_watch_start(struct kube_watch *w);
 /* Handles one line of a watch stream (exposed for tests). 0, or -EINVAL when the stream must
  * be dropped (w->watch_why says why). */
 int kube_watch_line(struct kube_watch *w, const char *line, size_t len);
+/* Parses one page of a LIST response (body, len bytes) and appends its usable Services (a
+ * non-empty name and namespace, no string that a NUL byte would cut) to w->items, copied;
+ * others are skipped with a warning. items must be an array (or null: an empty page).
+ * Returns 0 with *rv (metadata.resourceVersion, never empty) and *cont (metadata.continue or
+ * NULL), both borrowed from *root, or -EINVAL with why filled. Either way the caller puts
+ * *root (it may be NULL). Exposed for tests and the fuzz target; on_list_done calls it. */
+int kube_list_parse(struct kube_watch *w, const char *body, size_t len, struct json_object **root,
+                    const char **rv, const char **cont, char *why, size_t whylen);
 /* Stops; cb runs once the timer is closed. w can then be freed. */
 void kube_watch_close(struct kube_watch *w, kube_closed_cb cb, void *arg);
 

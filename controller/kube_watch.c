@@ -30,14 +30,6 @@
 #define WATCH_GRACE_S  60 /* curl's timeout is timeoutSeconds plus this: never shorter */
 #define LIST_TIMEOUT_S 300
 
-struct kube_item {
-    char *ns;
-    char *name;
-    char *uid;
-    char *rv;
-    char *annotation;
-};
-
 static void list_start(struct kube_watch *w, bool fresh);
 static void watch_start(struct kube_watch *w);
 
@@ -133,13 +125,26 @@ static void services_path(const struct kube_watch *w, struct buf *b)
     }
 }
 
-static const char *jstr(json_object *o, const char *key)
+/* The string member key of o, or NULL. A JSON string may hold NUL bytes ("\u0000"), which a
+ * C string would silently cut short: such a string is not returned, and *cut is set. */
+static const char *jstr_whole(json_object *o, const char *key, bool *cut)
 {
     json_object *v = NULL;
     if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
         !json_object_is_type(v, json_type_string))
         return NULL;
-    return json_object_get_string(v);
+    const char *s = json_object_get_string(v);
+    if (strlen(s) != (size_t)json_object_get_string_len(v)) {
+        *cut = true;
+        return NULL;
+    }
+    return s;
+}
+
+static const char *jstr(json_object *o, const char *key)
+{
+    bool cut = false;
+    return jstr_whole(o, key, &cut);
 }
 
 static json_object *jobj(json_object *o, const char *key)
@@ -151,17 +156,24 @@ static json_object *jobj(json_object *o, const char *key)
     return v;
 }
 
-/* Reads what the cache needs from a Service object. false when it has no name/namespace. */
-static bool read_obj(json_object *svc, struct kube_obj *o)
+/* Reads what the cache needs from a Service object. Returns NULL, or why the object cannot be
+ * used: no name or namespace, or a string that a NUL byte would cut (an annotation cut short
+ * would lose Mappings without a word; the directory source refuses such a Service too). */
+static const char *read_obj(json_object *svc, struct kube_obj *o)
 {
     json_object *md = jobj(svc, "metadata");
+    bool cut = false;
     memset(o, 0, sizeof(*o));
-    o->ns = jstr(md, "namespace");
-    o->name = jstr(md, "name");
-    o->uid = jstr(md, "uid");
-    o->rv = jstr(md, "resourceVersion");
-    o->annotation = jstr(jobj(md, "annotations"), ANNOTATION_KEY);
-    return o->ns != NULL && *o->ns != '\0' && o->name != NULL && *o->name != '\0';
+    o->ns = jstr_whole(md, "namespace", &cut);
+    o->name = jstr_whole(md, "name", &cut);
+    o->uid = jstr_whole(md, "uid", &cut);
+    o->rv = jstr_whole(md, "resourceVersion", &cut);
+    o->annotation = jstr_whole(jobj(md, "annotations"), ANNOTATION_KEY, &cut);
+    if (cut)
+        return "a metadata string holds a NUL byte";
+    if (o->ns == NULL || *o->ns == '\0' || o->name == NULL || *o->name == '\0')
+        return "no name or namespace";
+    return NULL;
 }
 
 static void upsert(struct kube_watch *w, const struct kube_obj *o)
@@ -221,14 +233,14 @@ int kube_watch_line(struct kube_watch *w, const char *line, size_t len)
         goto out;
     }
     struct kube_obj o;
-    bool named = read_obj(obj, &o);
+    const char *unusable = read_obj(obj, &o);
     if (strcmp(type, "BOOKMARK") == 0) {
         set_rv(w, o.rv);
     } else if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0 ||
                strcmp(type, "DELETED") == 0) {
-        if (!named)
-            log_warn("watch event without a name or namespace, skipped", "type=%s rv=%s", type,
-                     o.rv ? o.rv : "");
+        if (unusable != NULL)
+            log_warn("watch event skipped", "type=%s rv=%s reason=%s", type, o.rv ? o.rv : "",
+                     unusable);
         else if (type[0] == 'D')
             cache_remove(w->cache, o.ns, o.name);
         else
@@ -374,10 +386,8 @@ static void list_apply(struct kube_watch *w, const char *rv)
         w->on_synced(w->arg);
 }
 
-/* Parses one page into w->items. Returns 0 with *rv and *cont (borrowed from *root, which
- * the caller puts), or -EINVAL with why filled. */
-static int list_parse(struct kube_watch *w, const char *body, size_t len, json_object **root,
-                      const char **rv, const char **cont, char *why, size_t whylen)
+int kube_list_parse(struct kube_watch *w, const char *body, size_t len, json_object **root,
+                    const char **rv, const char **cont, char *why, size_t whylen)
 {
     json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
     json_object *list = json_tokener_parse_ex(tok, body, (int)len);
@@ -390,18 +400,31 @@ static int list_parse(struct kube_watch *w, const char *body, size_t len, json_o
         snprintf(why, whylen, "the list response is not a list");
         return -EINVAL;
     }
+    /* items null is an empty list; anything else that is not an array would be taken for
+     * one, and applying it would sweep every Service from the cache. */
+    if (items != NULL && !json_object_is_type(items, json_type_array)) {
+        snprintf(why, whylen, "the list response's items is not an array");
+        return -EINVAL;
+    }
     json_object *md = jobj(list, "metadata");
-    *rv = jstr(md, "resourceVersion");
-    *cont = jstr(md, "continue");
+    bool cut = false;
+    *rv = jstr_whole(md, "resourceVersion", &cut);
+    *cont = jstr_whole(md, "continue", &cut);
+    if (cut) {
+        /* A continue token cut short would end the list early: refuse the page. */
+        snprintf(why, whylen, "the list response's metadata holds a NUL byte");
+        return -EINVAL;
+    }
     if (*rv == NULL || **rv == '\0') {
         snprintf(why, whylen, "the list response has no metadata.resourceVersion");
         return -EINVAL;
     }
-    size_t n = json_object_is_type(items, json_type_array) ? json_object_array_length(items) : 0;
+    size_t n = items != NULL ? json_object_array_length(items) : 0;
     for (size_t i = 0; i < n; i++) {
         struct kube_obj o;
-        if (!read_obj(json_object_array_get_idx(items, i), &o)) {
-            log_warn("listed Service without a name or namespace, skipped", "index=%zu", i);
+        const char *unusable = read_obj(json_object_array_get_idx(items, i), &o);
+        if (unusable != NULL) {
+            log_warn("listed Service skipped", "index=%zu reason=%s", i, unusable);
             continue;
         }
         if (w->nitems == w->capitems) {
@@ -426,7 +449,7 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
     w->req = NULL;
     if (res->status == 200 && res->curl_code == 0 && !res->too_big) {
         const char *rv = NULL, *cont = NULL;
-        if (list_parse(w, res->body, res->len, &root, &rv, &cont, why, sizeof(why)) == 0) {
+        if (kube_list_parse(w, res->body, res->len, &root, &rv, &cont, why, sizeof(why)) == 0) {
             w->retried_401 = false;
             w->pages++;
             if (cont != NULL && *cont != '\0' && !w->unpaginated) {

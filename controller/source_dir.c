@@ -1,14 +1,18 @@
 #include "source_dir.h"
+#include "source_dir_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "annotation.h"
 #include "buf.h"
@@ -19,21 +23,6 @@
 /* A `kind: List` of every Service is one document: 16 MiB of them is ~16 000 Services of ~40
  * nodes each. The cap stops a file of "[a,a,a,..." from costing ~100 bytes per two. */
 #define MAX_NODES_PER_DOC 2000000
-
-/* One Service as a file last described it. */
-struct dir_object {
-    char *ns;
-    char *name;
-    char *uid;
-    char *version;
-    char *annotation;
-    int line;
-};
-
-struct dir_objects {
-    struct dir_object *v;
-    size_t n;
-};
 
 /* What we know of one file. */
 struct dir_file {
@@ -54,7 +43,7 @@ struct dir_file {
     struct dir_objects objs;
 };
 
-static void objects_free(struct dir_objects *o)
+void source_dir_objects_free(struct dir_objects *o)
 {
     for (size_t i = 0; i < o->n; i++) {
         free(o->v[i].ns);
@@ -73,7 +62,7 @@ static void file_free(void *p)
     struct dir_file *f = p;
     if (f == NULL)
         return;
-    objects_free(&f->objs);
+    source_dir_objects_free(&f->objs);
     free(f->path);
     free(f);
 }
@@ -165,11 +154,103 @@ static int read_service(const char *path, const struct ytree_node *obj, bool in_
     return 0;
 }
 
-/* Parses a manifest file's text. Returns 0 with the Services in *out, or -EINVAL with a
- * syntax error in *err. Objects that are not Services, or unusable ones, are logged and
- * skipped: they are not a reason to distrust the whole file. */
-static int parse_manifest(const char *path, const char *text, size_t len, struct dir_objects *out,
-                          struct ytree_error *err)
+/* The value of the 4 hex digits of a JSON \u escape at p (the text is valid JSON). */
+static unsigned hex4(const char *p)
+{
+    char digits[5] = { p[0], p[1], p[2], p[3], '\0' };
+    return (unsigned)strtoul(digits, NULL, 16);
+}
+
+/* The text libyaml must read for JSON text to mean what it means as JSON (a *.json manifest
+ * is JSON, and kubectl reads it so). YAML's double-quoted scalars are a superset of JSON
+ * strings except for: escaped UTF-16 surrogate pairs ("\ud83d\ude00", as Python's json.dump
+ * writes every character past U+FFFF), which libyaml refuses; raw characters YAML does not
+ * allow (DEL, C1 controls, U+FFFE, U+FFFF) or reads as line breaks (U+0085, U+2028, U+2029).
+ * Those are rewritten as YAML escapes (a lone surrogate as U+FFFD, as json-c reads it). Keys
+ * are made explicit, and tabs outside strings become spaces (YAML takes no tab before the
+ * top-level value). No line break is added or removed, so lines stay where they were.
+ * Returns NULL when text is not JSON (json-c, strictly, reads no whole value from it): it is
+ * then YAML, and read as it is. The caller frees the result. */
+static char *json_for_yaml(const char *text, size_t len, size_t *outlen)
+{
+    if (len > INT_MAX)
+        return NULL;
+    json_tokener *tok = json_tokener_new_ex(YTREE_MAX_DEPTH);
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+    bool json = json_tokener_get_error(tok) == json_tokener_success &&
+                json_tokener_get_parse_end(tok) == len;
+    json_object_put(o);
+    json_tokener_free(tok);
+    if (!json)
+        return NULL;
+
+    struct buf b;
+    buf_init(&b, (size_t)-1 / 2);
+    bool in_string = false;
+    char open[YTREE_MAX_DEPTH + 2]; /* the collections we are in: '{' or '[' */
+    size_t depth = 0;
+    char last = '\0'; /* the last character outside strings that is not a blank */
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)text[i];
+        unsigned hi = 0, lo = 0;
+        if (!in_string) {
+            /* A key is made explicit ("? "): libyaml takes an implicit key only up to 1024
+             * characters and with its ':' on the same line; JSON has neither limit. */
+            if (c == '"' && depth > 0 && open[depth - 1] == '{' && (last == '{' || last == ','))
+                buf_append(&b, "? ", 2);
+            if ((c == '{' || c == '[') && depth < sizeof(open))
+                open[depth++] = (char)c;
+            else if ((c == '}' || c == ']') && depth > 0)
+                depth--;
+            if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+                last = (char)c;
+            in_string = c == '"';
+            buf_append(&b, c == '\t' ? " " : text + i, 1);
+            i++;
+        } else if (c != '\\' && c < 0x7f && c != '"') {
+            buf_append(&b, text + i, 1);
+            i++;
+        } else if (c == '"') {
+            in_string = false;
+            buf_append(&b, "\"", 1);
+            i++;
+        } else if (c == '\\' && text[i + 1] == 'u' && (hi = hex4(text + i + 2)) >= 0xd800 &&
+                   hi <= 0xdfff) {
+            /* Valid JSON: an escape is whole, so text[i + 2, i + 6) exists. */
+            if (hi < 0xdc00 && i + 12 <= len && text[i + 6] == '\\' && text[i + 7] == 'u' &&
+                (lo = hex4(text + i + 8)) >= 0xdc00 && lo <= 0xdfff) {
+                buf_printf(&b, "\\U%08X", 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00));
+                i += 12;
+            } else {
+                buf_append_str(&b, "\\uFFFD");
+                i += 6;
+            }
+        } else if (c == '\\') {
+            buf_append(&b, text + i, 2);
+            i += 2;
+        } else {
+            /* DEL, or a UTF-8 sequence (json-c checked it, loosely: libyaml refuses an
+             * overlong one later). */
+            size_t n = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+            n = n < len - i ? n : len - i;
+            unsigned cp = n == 1 ? c : c & (0x7fu >> n);
+            for (size_t k = 1; k < n; k++)
+                cp = cp << 6 | ((unsigned char)text[i + k] & 0x3fu);
+            if (cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+                cp == 0xfffe || cp == 0xffff)
+                buf_printf(&b, "\\u%04X", cp);
+            else
+                buf_append(&b, text + i, n);
+            i += n;
+        }
+    }
+    *outlen = b.len;
+    return b.data != NULL ? b.data : xstrdup("");
+}
+
+int source_dir_parse(const char *path, const char *text, size_t len, struct dir_objects *out,
+                     struct ytree_error *err)
 {
     struct ytree_parser p;
     struct ytree_doc doc;
@@ -177,6 +258,12 @@ static int parse_manifest(const char *path, const char *text, size_t len, struct
 
     out->v = NULL;
     out->n = 0;
+    size_t json_len = 0;
+    char *json = json_for_yaml(text, len, &json_len);
+    if (json != NULL) {
+        text = json;
+        len = json_len;
+    }
     ytree_parser_init(&p, text, len, 0, MAX_NODES_PER_DOC);
     while ((rc = ytree_parser_next(&p, &doc, err)) == 1) {
         const struct ytree_node *root = doc.root;
@@ -198,8 +285,9 @@ static int parse_manifest(const char *path, const char *text, size_t len, struct
         ytree_doc_free(&doc);
     }
     ytree_parser_free(&p);
+    free(json);
     if (rc < 0) {
-        objects_free(out);
+        source_dir_objects_free(out);
         return -EINVAL;
     }
     return 0;
@@ -259,7 +347,7 @@ static bool reread(struct dir_file *f, int fd, const struct stat *st)
     if (f->have_content && h == f->hash && (off_t)b.len == f->size)
         goto out; /* touched or replaced by the same bytes */
     f->hash = h;
-    if (parse_manifest(f->path, text, b.len, &objs, &err) != 0) {
+    if (source_dir_parse(f->path, text, b.len, &objs, &err) != 0) {
         /* A half-written or broken file keeps the Services it last produced: deleting routes
          * because an editor saved mid-way would be an outage, and the fix is one save away. */
         char msg[400];
@@ -272,7 +360,7 @@ static bool reread(struct dir_file *f, int fd, const struct stat *st)
     if (f->broken)
         log_info("manifest parses again", "file=%s services=%zu", f->path, objs.n);
     f->broken = false;
-    objects_free(&f->objs);
+    source_dir_objects_free(&f->objs);
     f->objs = objs;
     changed = true;
 out:

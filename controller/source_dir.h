@@ -1,8 +1,9 @@
 /* The directory source (--source-dir DIR): Service manifests in files stand in for the
  * Kubernetes API. Every *.yaml, *.yml and *.json directly in DIR (dotfiles skipped, so editor
  * swap files and Kubernetes ConfigMap volumes' ..data entries are not read twice; symlinks are
- * followed) is read as multi-document YAML; `kind: Service` objects with `apiVersion: v1`, and
- * the items of a `List`/`ServiceList`, go into the cache with the file path as origin.
+ * followed) is read as multi-document YAML (JSON as JSON: a file that is JSON is read with
+ * JSON's meaning where YAML's differs); `kind: Service` objects with `apiVersion: v1`, and the
+ * items of a `List`/`ServiceList`, go into the cache with the file path as origin.
  *
  * Changes are noticed without help: a uv_fs_event watch on the directory (editors replace
  * files by rename; any event rereads the whole directory, which is cheap because unchanged

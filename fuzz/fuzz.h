@@ -1,11 +1,11 @@
 /* What the fuzz targets (fuzz/fuzz_*.c) share: their entry points, the invariant check, and the
  * oracles in fuzz/oracle.c that more than one target uses.
  *
- * Each target file defines fuzz_<name>() and, unless LEGATE_FUZZ_NO_MAIN is defined, the
- * LLVMFuzzerTestOneInput that calls it. The regression test (test/unit/test_fuzz_regressions.c)
- * includes every target file and oracle.c with LEGATE_FUZZ_NO_MAIN and replays the stored
- * inputs through the same functions, so a target's static helpers carry a short prefix of
- * their own: the files share one translation unit there.
+ * Each target file defines fuzz_<name>() and, through FUZZ_ENTRY(fuzz_<name>) unless
+ * LEGATE_FUZZ_NO_MAIN is defined, the LLVMFuzzerTestOneInput that calls it. The regression test
+ * (test/unit/test_fuzz_regressions.c) includes every target file and oracle.c with
+ * LEGATE_FUZZ_NO_MAIN and replays the stored inputs through the same functions, so a target's
+ * static helpers carry a short prefix of their own: the files share one translation unit there.
  *
  * A target returns 0 for every input. Anything it finds wrong (a sanitizer report, or an
  * invariant below failing) ends the process: that is what libFuzzer records as a crash. */
@@ -28,6 +28,22 @@ int fuzz_watch_split(const uint8_t *data, size_t size);
 int fuzz_kubeconfig(const uint8_t *data, size_t size);
 int fuzz_exec_cred(const uint8_t *data, size_t size);
 int fuzz_request_head(const uint8_t *data, size_t size);
+int fuzz_request_target(const uint8_t *data, size_t size);
+int fuzz_kube_list(const uint8_t *data, size_t size);
+int fuzz_source_dir(const uint8_t *data, size_t size);
+int fuzz_push_reply(const uint8_t *data, size_t size);
+
+/* The libFuzzer entry point of a target file, calling fn; nothing in the regression test, which
+ * includes every target file in one translation unit. */
+#ifdef LEGATE_FUZZ_NO_MAIN
+#define FUZZ_ENTRY(fn)
+#else
+#define FUZZ_ENTRY(fn)                                                                             \
+    int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)                                   \
+    {                                                                                              \
+        return fn(data, size);                                                                     \
+    }
+#endif
 
 /* Prints what failed and where, then aborts. */
 void fuzz_fail(const char *what, const char *file, int line) __attribute__((noreturn));
@@ -52,9 +68,9 @@ bool fuzz_ignore(const char *issue);
 void fuzz_logs(bool json);
 
 /* The controller's push path and the proxy's control path back to back, for t: JSON as
- * push.c writes it, one frame, the frame decoder, json-c with the flags of proxy/control.c,
- * route_table_from_json. Returns the table the proxy would load (caller frees), or NULL with
- * the proxy's reason in err. */
+ * push.c writes it (route_snapshot_write), one frame, the frame decoder, the proxy's reader
+ * (px_control_parse), route_table_from_json. Returns the table the proxy would load (caller
+ * frees), or NULL with the proxy's reason in err. */
 struct route_table *fuzz_wire_roundtrip(const struct route_table *t, char *err, size_t errlen);
 
 /* The router's contract (proxy/router.h) as a linear scan over t, with its regexes compiled
@@ -111,8 +127,22 @@ bool fuzz_is_utf8(const char *s);
 /* Whether every string a route error of t carries is valid UTF-8. */
 bool fuzz_errors_are_utf8(const struct route_table *t);
 
-/* FNV-1a over n bytes, continuing from h (start with FUZZ_HASH_INIT). */
-#define FUZZ_HASH_INIT 0xcbf29ce484222325ULL
-uint64_t fuzz_hash(uint64_t h, const void *p, size_t n);
+/* Aborts unless p (n bytes), normalised from in_len bytes with merge_slashes = merge, is what
+ * target.h promises: it begins with '/', is no longer than what it came from, holds no dot
+ * segment, no escape of an unreserved character, slash, backslash or NUL, no backslash, no
+ * "//" when merging slashes, and normalising it again changes nothing. */
+void fuzz_check_normalized(size_t in_len, const char *p, size_t n, bool merge);
+
+/* The value of the hex digit c (either case), or -1. */
+int fuzz_hex(char c);
+
+/* json-c lookups written apart from the code under test: the string (borrowed) or object
+ * member key of o, or NULL when o is NULL, has no such member, or it has another type. */
+struct json_object;
+const char *fuzz_jstr(const struct json_object *o, const char *key);
+struct json_object *fuzz_jobj(const struct json_object *o, const char *key);
+/* fuzz_jstr for a string a C string can hold exactly: one with a NUL byte gives NULL and sets
+ * *cut (which is otherwise left alone). */
+const char *fuzz_jcstr(const struct json_object *o, const char *key, bool *cut);
 
 #endif

@@ -1,21 +1,21 @@
 # Fuzzing with libFuzzer (clang-14): included by the Makefile. See docs/fuzzing.md.
 #
-#   make fuzz-build                every target into build/fuzz/fuzz_<target>
-#   make fuzz [FUZZ_SECONDS=60]    each target for N seconds on build/fuzz/corpus-work/<target>
+#   make fuzz-build                every target into $(BUILD)/fuzz/fuzz_<target> (BUILD=build)
+#   make fuzz [FUZZ_SECONDS=60]    each target for N seconds on $(BUILD)/fuzz/corpus-work/<target>
 #                                  (make -j2 fuzz runs two at once); fails on a crash, leak or
-#                                  timeout, whose input lands in build/fuzz/artifacts/<target>/
+#                                  timeout, whose input lands in $(BUILD)/fuzz/artifacts/<target>/
 #   make fuzz-smoke                what `make test` runs: the committed corpus and the stored
 #                                  regressions replayed, then each target for a few seconds
 #
 # The project's sources are compiled again here, with coverage instrumentation and ASan/UBSan,
-# into build/fuzz/obj/ (never mixed with the normal build), and archived so that each target
+# into $(BUILD)/fuzz/obj/ (never mixed with the normal build), and archived so that each target
 # links only what it reaches.
 
 FUZZ_CC            ?= clang-14
 FUZZ_CXX           ?= clang++-14
 FUZZ_SECONDS       ?= 60
-FUZZ_SMOKE_SECONDS ?= 4
-FUZZ_OUT           := build/fuzz
+FUZZ_SMOKE_SECONDS ?= 1
+FUZZ_OUT           := $(BUILD)/fuzz
 
 FUZZ_TARGETS := $(sort $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c)))
 FUZZ_BINS    := $(patsubst %,$(FUZZ_OUT)/fuzz_%,$(FUZZ_TARGETS))
@@ -85,15 +85,15 @@ $(FUZZ_BINS): $(FUZZ_OUT)/fuzz_%: $(FUZZ_OUT)/obj/fuzz/fuzz_%.o $(FUZZ_OUT)/obj/
 # Each run records its status; `fuzz` reports them all, then fails if one failed.
 $(FUZZ_RUNS): fuzz-run-%: $(FUZZ_OUT)/fuzz_%
 	@echo "fuzz $*: $(FUZZ_SECONDS) s, log in $(FUZZ_OUT)/logs/$*.log"
-	@fuzz/run.sh run $* $(FUZZ_SECONDS) >/dev/null || true
+	@FUZZ_OUT=$(FUZZ_OUT) fuzz/run.sh run $* $(FUZZ_SECONDS) >/dev/null || true
 
 fuzz: $(FUZZ_RUNS)
-	@fuzz/run.sh report $(FUZZ_TARGETS)
+	@FUZZ_OUT=$(FUZZ_OUT) fuzz/run.sh report $(FUZZ_TARGETS)
 
 # Sequential: the smoke test shares the machine with the rest of `make test`.
 fuzz-smoke: fuzz-build
 	@fail=0; for t in $(FUZZ_TARGETS); do \
-	  fuzz/run.sh smoke $$t $(FUZZ_SMOKE_SECONDS) || fail=1; \
+	  FUZZ_OUT=$(FUZZ_OUT) fuzz/run.sh smoke $$t $(FUZZ_SMOKE_SECONDS) || fail=1; \
 	done; exit $$fail
 
 -include $(wildcard $(FUZZ_OUT)/obj/*/*.d $(FUZZ_OUT)/obj/llhttp/*.d)

@@ -23,6 +23,7 @@
 #include "fuzz.h"
 #include "route.h"
 #include "router.h"
+#include "strmap.h"
 #include "xalloc.h"
 
 #define ANN_NS       "default"
@@ -168,7 +169,7 @@ static void ann_compile(const uint8_t *data, size_t size)
         fuzz_fail(err, __FILE__, __LINE__); /* compiled, so it must be routable */
     struct fuzz_ref *ref = fuzz_ref_new(r->table);
     FUZZ_CHECK(ref != NULL);
-    fuzz_check_router(router, ref, fuzz_hash(FUZZ_HASH_INIT, data, size), ANN_BUDGET);
+    fuzz_check_router(router, ref, strmap_hash(STRMAP_HASH_INIT, data, size), ANN_BUDGET);
     fuzz_ref_free(ref);
     px_router_free(router);
     compile_result_free(r2);
@@ -204,9 +205,4 @@ int fuzz_annotation(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifndef LEGATE_FUZZ_NO_MAIN
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    return fuzz_annotation(data, size);
-}
-#endif
+FUZZ_ENTRY(fuzz_annotation)

@@ -48,9 +48,4 @@ int fuzz_exec_cred(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifndef LEGATE_FUZZ_NO_MAIN
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    return fuzz_exec_cred(data, size);
-}
-#endif
+FUZZ_ENTRY(fuzz_exec_cred)

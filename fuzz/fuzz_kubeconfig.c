@@ -210,9 +210,4 @@ int fuzz_kubeconfig(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifndef LEGATE_FUZZ_NO_MAIN
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    return fuzz_kubeconfig(data, size);
-}
-#endif
+FUZZ_ENTRY(fuzz_kubeconfig)

@@ -10,9 +10,9 @@
  * steps of http.c's on_request_head follow: the target split (px_target_split) and its path
  * normalised (px_path_normalize), the Module's edge checks (px_edge_check), routing against a
  * fixed table, a redirect's Location (px_router_location) or the rewrite (px_router_rewrite)
- * and the upstream head (px_h1_request_head) with the route's header edits. on_request_head
- * itself needs a connection, a worker and a snapshot, so those steps are repeated here (see
- * docs/fuzzing.md). Checked:
+ * and the upstream head (px_h1_request_head) with the route's header edits. These are the
+ * proxy's own px_request_route and px_request_forward (proxy/request.h), which http.c's
+ * on_request_head calls too: the fuzzer runs the code the connection runs. Checked:
  *   - the head forwarded upstream, parsed again by the same parser, is one complete head that
  *     ends exactly where it should, with the same method, the rewritten target, one Host (the
  *     one chosen), X-Forwarded-Proto once and X-Forwarded-For once (or not at all when passed
@@ -39,6 +39,8 @@
 #include "router.h"
 #include "target.h"
 #include "edge.h"
+#include "request.h"
+#include "snapshot.h"
 #include "xalloc.h"
 
 #define RH_RBUF_SIZE PX_H1_HEAD_MAX /* the proxy's read buffer (proxy/internal.h) */
@@ -208,41 +210,6 @@ out:
     buf_free(&head);
 }
 
-/* target.h's promises about a normalised path: it begins with '/', is no longer than what
- * it came from, holds no dot segment, no escape of an unreserved character, slash, backslash
- * or NUL, no backslash, no "//" when merging slashes, and normalising it again changes
- * nothing. */
-static void rh_check_normalized(size_t in_len, const char *p, size_t n, bool merge)
-{
-    FUZZ_CHECK(n >= 1 && n <= in_len && p[0] == '/');
-    FUZZ_CHECK(memchr(p, '\\', n) == NULL);
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '%') {
-            FUZZ_CHECK(i + 2 < n);
-            char hex[3] = { p[i + 1], p[i + 2], '\0' };
-            unsigned long v = strtoul(hex, NULL, 16);
-            bool unreserved = (v >= 'a' && v <= 'z') || (v >= 'A' && v <= 'Z') ||
-                              (v >= '0' && v <= '9') || v == '-' || v == '.' || v == '_' ||
-                              v == '~';
-            FUZZ_CHECK(!unreserved && v != '/' && v != '\\' && v != 0);
-        }
-        if (p[i] == '/' && i + 1 < n) {
-            size_t e = i + 1;
-            while (e < n && p[e] != '/')
-                e++;
-            size_t sl = e - i - 1;
-            FUZZ_CHECK(!(sl == 1 && p[i + 1] == '.'));
-            FUZZ_CHECK(!(sl == 2 && p[i + 1] == '.' && p[i + 2] == '.'));
-            FUZZ_CHECK(!merge || sl > 0 || e == n);
-        }
-    }
-    char *again = xmalloc(n + 1);
-    const char *why = NULL;
-    long m = px_path_normalize(p, n, merge, again, &why);
-    FUZZ_CHECK(m == (long)n && memcmp(again, p, n) == 0);
-    free(again);
-}
-
 /* A Location (or any header value we format from request bytes) must not break the head. */
 static void rh_check_header_value(const char *v, size_t n)
 {
@@ -250,130 +217,64 @@ static void rh_check_header_value(const char *v, size_t n)
         FUZZ_CHECK((unsigned char)v[i] >= 0x20 && (unsigned char)v[i] != 0x7f);
 }
 
-/* http.c's on_request_head, minus the connection: the target split and its path normalised,
- * the Module's edge checks, routing, redirects, the rewrite and the upstream head. What it
- * cannot repeat: the canary pick (px_pol_pick), CORS, rate limits and circuit breakers
- * (px_pol_admit), which need a connection and a worker. */
+/* http.c's on_request_head, minus the connection: the same px_request_route and, for a route,
+ * px_request_forward (proxy/request.h) with the table of this input, then the upstream head.
+ * What it cannot run: the canary pick (px_pol_pick; the router's match is forwarded), CORS,
+ * rate limits and circuit breakers (px_pol_admit), which need a connection and a worker. */
 static void rh_on_head(struct px_h1_parser *p, struct px_arena *a, const char *client_ip)
 {
-    const struct route_settings *st = &rh_table->settings;
     bool is_head = p->ll.method == HTTP_HEAD;
     bool keep_alive = llhttp_should_keep_alive(&p->ll);
-    const char *host = NULL;
-    size_t host_len = 0;
-    int hi = px_h1_find(p, "host", 0);
-    if (hi >= 0) {
-        host = px_h1_at(p, p->headers[hi].value);
-        host_len = p->headers[hi].value.len;
+    struct px_snapshot snap = { .table = (struct route_table *)rh_table,
+                                .router = (struct px_router *)rh_router };
+    struct px_verdict v;
+    px_request_route(p, &snap, client_ip, a, &v);
+    if (v.path != NULL)
+        fuzz_check_normalized(p->target.len, v.path, v.path_len, rh_table->settings.merge_slashes);
+    if (v.edge != NULL) {
+        FUZZ_CHECK(memchr(v.edge->client, '\0', sizeof(v.edge->client)) != NULL);
+        FUZZ_CHECK(strcmp(v.edge->proto, "http") == 0 || strcmp(v.edge->proto, "https") == 0);
+        if (!v.edge->denied && !v.edge->redirect_https) {
+            /* Routed (or 404): the router agrees with the linear scan over the table. */
+            const char *method = llhttp_method_name((llhttp_method_t)p->ll.method);
+            struct px_request_view view = { .method = method,
+                                            .method_len = strlen(method),
+                                            .path = v.path,
+                                            .path_len = v.path_len,
+                                            .query = v.query,
+                                            .query_len = v.query_len,
+                                            .host = v.host,
+                                            .host_len = v.host_len,
+                                            .headers = v.headers,
+                                            .nheaders = v.nheaders };
+            long idx = fuzz_check_match(rh_router, rh_ref, &view);
+            if (idx < 0)
+                FUZZ_CHECK(v.kind == PX_VERDICT_ANSWER && v.status == 404);
+            else
+                FUZZ_CHECK(v.kind == PX_VERDICT_ROUTE && v.route == &rh_table->routes[idx]);
+        }
     }
-    struct px_target tg;
-    const char *why = NULL;
-    if (px_target_split(px_h1_at(p, p->target), p->target.len, p->ll.method == HTTP_OPTIONS, &tg,
-                        &why) != 0) {
-        FUZZ_CHECK(why != NULL);
-        rh_check_local(a, 400, "bad request target: ", why, strlen(why), false, is_head);
+    if (v.kind == PX_VERDICT_ROUTE) {
+        struct px_h1_forward f;
+        if (px_request_forward(&v, v.route, rh_table, rh_router, client_ip, a, &f) == 0) {
+            FUZZ_CHECK(f.host != NULL && f.host_len > 0 && f.target_len > 0);
+            uv_buf_t *iov = NULL;
+            unsigned niov = px_h1_request_head(p, &f, a, &iov);
+            FUZZ_CHECK(niov >= 2 && niov <= 2 + 2 * p->nheaders + 1);
+            rh_check_forward(p, &f, iov, niov);
+            return;
+        }
+    }
+    if (v.kind == PX_VERDICT_REDIRECT) {
+        FUZZ_CHECK(v.status == 301 || v.status == 302 || v.status == 303 || v.status == 307 ||
+                   v.status == 308);
+        FUZZ_CHECK(v.location != NULL && v.location_len > 0);
+        rh_check_header_value(v.location, v.location_len);
         return;
     }
-    if (tg.asterisk) {
-        rh_check_local(a, 200, "OPTIONS * is answered by the proxy", NULL, 0, keep_alive, is_head);
-        return;
-    }
-    if (tg.authority != NULL) {
-        FUZZ_CHECK(px_host_is_valid(tg.authority, tg.authority_len));
-        host = tg.authority;
-        host_len = tg.authority_len;
-    }
-    FUZZ_CHECK(tg.path_len >= 1 && tg.path[0] == '/');
-    char *npath = px_arena_alloc(a, tg.path_len + 1);
-    long nl = px_path_normalize(tg.path, tg.path_len, st->merge_slashes, npath, &why);
-    if (nl < 0) {
-        FUZZ_CHECK(why != NULL);
-        rh_check_local(a, 400, "bad request path: ", why, strlen(why), false, is_head);
-        return;
-    }
-    rh_check_normalized(tg.path_len, npath, (size_t)nl, st->merge_slashes);
-    const char *path = npath;
-    size_t path_len = (size_t)nl;
-
-    struct px_header *hv = px_arena_alloc(a, (p->nheaders + 1) * sizeof(*hv));
-    for (uint32_t i = 0; i < p->nheaders; i++) {
-        hv[i].name = px_h1_at(p, p->headers[i].name);
-        hv[i].name_len = p->headers[i].name.len;
-        hv[i].value = px_h1_at(p, p->headers[i].value);
-        hv[i].value_len = p->headers[i].value.len;
-    }
-    struct px_edge edge;
-    px_edge_check(st, client_ip, hv, p->nheaders, &edge);
-    FUZZ_CHECK(memchr(edge.client, '\0', sizeof(edge.client)) != NULL);
-    FUZZ_CHECK(strcmp(edge.proto, "http") == 0 || strcmp(edge.proto, "https") == 0);
-    if (edge.denied) {
-        rh_check_local(a, 403, "denied by ip_allow/ip_deny: client ", edge.client,
-                       strlen(edge.client), keep_alive, is_head);
-        return;
-    }
-
-    const char *method = llhttp_method_name((llhttp_method_t)p->ll.method);
-    struct px_request_view view = { .method = method,
-                                    .method_len = strlen(method),
-                                    .path = path,
-                                    .path_len = path_len,
-                                    .query = tg.query,
-                                    .query_len = tg.query_len,
-                                    .host = host,
-                                    .host_len = host_len,
-                                    .headers = hv,
-                                    .nheaders = p->nheaders };
-    long idx = fuzz_check_match(rh_router, rh_ref, &view);
-    if (idx < 0) {
-        rh_check_local(a, 404, "no route for ", path, path_len, keep_alive, is_head);
-        return;
-    }
-    const struct route *r = &rh_table->routes[idx];
-    const struct route_cluster *cl = &rh_table->clusters[r->cluster];
-    if (r->host_redirect != NULL) {
-        size_t room = 64 + strlen(r->host_redirect) + 3 * path_len + tg.query_len +
-                      (r->path_redirect ? strlen(r->path_redirect) : 0) +
-                      (r->prefix_redirect ? strlen(r->prefix_redirect) : 0);
-        char *loc = px_arena_alloc(a, room);
-        long n = px_router_location(rh_router, r, edge.proto, path, path_len, tg.query,
-                                    tg.query_len, loc, room);
-        FUZZ_CHECK(n > 0);
-        rh_check_header_value(loc, (size_t)n);
-        return;
-    }
-    size_t cap = px_router_rewrite_room(r, path_len, tg.query_len);
-    char *target = px_arena_alloc(a, cap);
-    long tl = px_router_rewrite(rh_router, r, path, path_len, tg.query, tg.query_len, target, cap);
-    if (tl <= 0) {
-        rh_check_local(a, 500, "cannot rewrite the request target", NULL, 0, keep_alive, is_head);
-        return;
-    }
-    struct px_h1_edits edits = { r->remove_request_headers, r->nremove_request_headers,
-                                 r->add_request_headers, r->nadd_request_headers };
-    bool edited = edits.nremove > 0 || edits.nadd > 0;
-    struct px_h1_forward f = { .target = target,
-                               .target_len = (size_t)tl,
-                               .client_ip = client_ip,
-                               .keep_xff = !st->use_remote_address,
-                               .proto = edge.proto,
-                               .edits = edited ? &edits : NULL };
-    char hbuf[300];
-    if (r->host_rewrite != NULL) {
-        f.host = r->host_rewrite;
-        f.host_len = strlen(r->host_rewrite);
-    } else if (host != NULL && host_len > 0) {
-        f.host = host;
-        f.host_len = host_len;
-    } else {
-        int n = cl->port == 80 ? snprintf(hbuf, sizeof(hbuf), "%s", cl->host)
-                               : snprintf(hbuf, sizeof(hbuf), "%s:%u", cl->host, cl->port);
-        f.host = hbuf;
-        f.host_len = (size_t)n;
-    }
-    uv_buf_t *iov = NULL;
-    unsigned niov = px_h1_request_head(p, &f, a, &iov);
-    FUZZ_CHECK(niov >= 2 && niov <= 2 + 2 * p->nheaders + 1);
-    rh_check_forward(p, &f, iov, niov);
+    FUZZ_CHECK(v.kind == PX_VERDICT_ANSWER && v.msg != NULL);
+    FUZZ_CHECK(!v.close || v.status == 400);
+    rh_check_local(a, v.status, v.msg, v.detail, v.detail_len, keep_alive && !v.close, is_head);
 }
 
 struct rh_conn {
@@ -526,9 +427,4 @@ int fuzz_request_head(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifndef LEGATE_FUZZ_NO_MAIN
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    return fuzz_request_head(data, size);
-}
-#endif
+FUZZ_ENTRY(fuzz_request_head)

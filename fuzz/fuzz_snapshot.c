@@ -2,8 +2,8 @@
  *
  * Input: one byte saying where to cut, then the stream. The bytes go through the frame decoder
  * in two feeds (cut where the first byte says), and every whole frame through what
- * proxy/control.c does with it: json-c with its flags, the trailing-bytes and type checks, the
- * protocol check, route_table_from_json. A loaded table
+ * proxy/control.c does with it: its own reader (px_control_parse: json-c with its flags, the
+ * trailing-bytes check), the type and protocol checks, route_table_from_json. A loaded table
  *   - must survive the wire (fuzz_wire_roundtrip) unchanged: what the proxy reads back from its
  *     own JSON form is the same table;
  *   - builds a router (px_router_build) unless it holds what router.h lets it refuse (a regex
@@ -18,23 +18,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "control.h"
 #include "frame.h"
 #include "fuzz.h"
 #include "route.h"
 #include "router.h"
+#include "strmap.h"
 #include "xalloc.h"
 
 #define SNAP_MAX_FRAME     ((size_t)1 << 20)
 #define SNAP_ROUTER_BUDGET 256 /* lookups per table: the scan is linear, keep inputs fast */
-
-/* Same as proxy/control.c: a payload is one JSON value, then blanks only. */
-static bool snap_all_space(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
-            return false;
-    return true;
-}
 
 /* One request from free-form bytes: "METHOD\nHOST\nPATH[?QUERY]\nname: value\n...". An empty
  * Host line means no Host header. */
@@ -99,7 +92,7 @@ static void snap_check_table(struct route_table *t, const char *tail, size_t tai
         return;
     }
     FUZZ_CHECK(px_router_memory(r) > 0);
-    fuzz_check_router(r, ref, fuzz_hash(FUZZ_HASH_INIT, tail, tail_len), SNAP_ROUTER_BUDGET);
+    fuzz_check_router(r, ref, strmap_hash(STRMAP_HASH_INIT, tail, tail_len), SNAP_ROUTER_BUDGET);
     snap_route_tail(r, ref, tail, tail_len);
     fuzz_ref_free(ref);
     px_router_free(r);
@@ -108,14 +101,12 @@ static void snap_check_table(struct route_table *t, const char *tail, size_t tai
 /* What proxy/control.c's handle_frame does with one payload, minus the socket. */
 static void snap_frame(const char *p, size_t n, const char *tail, size_t tail_len)
 {
-    json_tokener *tok = json_tokener_new();
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    json_object *msg = json_tokener_parse_ex(tok, p, (int)n);
-    enum json_tokener_error jerr = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    if (msg == NULL || jerr != json_tokener_success || !snap_all_space(p + end, n - end))
-        goto out;
+    const char *why = NULL;
+    json_object *msg = px_control_parse(p, n, &why);
+    if (msg == NULL) {
+        FUZZ_CHECK(why != NULL && why[0] != '\0');
+        return;
+    }
     json_object *v = NULL;
     if (!json_object_is_type(msg, json_type_object) ||
         !json_object_object_get_ex(msg, "type", &v) || !json_object_is_type(v, json_type_string) ||
@@ -181,9 +172,4 @@ int fuzz_snapshot(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifndef LEGATE_FUZZ_NO_MAIN
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    return fuzz_snapshot(data, size);
-}
-#endif
+FUZZ_ENTRY(fuzz_snapshot)

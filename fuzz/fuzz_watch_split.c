@@ -22,6 +22,7 @@
 #include "cache.h"
 #include "fuzz.h"
 #include "kube_internal.h"
+#include "strmap.h"
 #include "xalloc.h"
 
 struct ws_lines {
@@ -41,25 +42,7 @@ static void ws_record(struct ws_lines *l, const char *line, size_t len)
         l->cap = l->cap ? l->cap * 2 : 64;
         l->hash = xrealloc(l->hash, l->cap * sizeof(*l->hash));
     }
-    l->hash[l->n++] = fuzz_hash(fuzz_hash(FUZZ_HASH_INIT, &len, sizeof(len)), line, len);
-}
-
-static const char *ws_jstr(json_object *o, const char *key)
-{
-    json_object *v = NULL;
-    if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
-        !json_object_is_type(v, json_type_string))
-        return NULL;
-    return json_object_get_string(v);
-}
-
-static json_object *ws_jobj(json_object *o, const char *key)
-{
-    json_object *v = NULL;
-    if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
-        !json_object_is_type(v, json_type_object))
-        return NULL;
-    return v;
+    l->hash[l->n++] = strmap_hash(strmap_hash(STRMAP_HASH_INIT, &len, sizeof(len)), line, len);
 }
 
 static bool ws_str_eq(const char *a, const char *b)
@@ -73,11 +56,15 @@ static void ws_check_applied(struct kube_watch *w, const char *line, size_t len)
     json_tokener *tok = json_tokener_new_ex(64);
     json_object *ev = json_tokener_parse_ex(tok, line, (int)len);
     FUZZ_CHECK(ev != NULL && json_object_is_type(ev, json_type_object));
-    const char *type = ws_jstr(ev, "type");
-    json_object *md = ws_jobj(ws_jobj(ev, "object"), "metadata");
-    const char *ns = ws_jstr(md, "namespace"), *name = ws_jstr(md, "name");
+    const char *type = fuzz_jstr(ev, "type");
+    json_object *md = fuzz_jobj(fuzz_jobj(ev, "object"), "metadata");
+    /* A string a NUL byte would cut makes the object unusable, as a missing name does. */
+    bool cut = false;
+    const char *ns = fuzz_jcstr(md, "namespace", &cut), *name = fuzz_jcstr(md, "name", &cut);
+    const char *uid = fuzz_jcstr(md, "uid", &cut), *rv = fuzz_jcstr(md, "resourceVersion", &cut);
+    const char *ann = fuzz_jcstr(fuzz_jobj(md, "annotations"), ANNOTATION_KEY, &cut);
     FUZZ_CHECK(type != NULL);
-    bool named = ns != NULL && *ns != '\0' && name != NULL && *name != '\0';
+    bool named = !cut && ns != NULL && *ns != '\0' && name != NULL && *name != '\0';
     if (named && strcmp(type, "DELETED") == 0) {
         FUZZ_CHECK(cache_get(w->cache, ns, name) == NULL);
     } else if (named && (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0)) {
@@ -87,14 +74,13 @@ static void ws_check_applied(struct kube_watch *w, const char *line, size_t len)
          * trusts the API server on that, so only such names are checked for identity. */
         if (strchr(ns, '/') == NULL && strchr(name, '/') == NULL)
             FUZZ_CHECK(strcmp(e->ns, ns) == 0 && strcmp(e->name, name) == 0);
-        FUZZ_CHECK(ws_str_eq(e->uid, ws_jstr(md, "uid")));
-        FUZZ_CHECK(ws_str_eq(e->annotation, ws_jstr(ws_jobj(md, "annotations"), ANNOTATION_KEY)));
+        FUZZ_CHECK(ws_str_eq(e->uid, uid));
+        FUZZ_CHECK(ws_str_eq(e->annotation, ann));
         FUZZ_CHECK(ws_str_eq(e->origin, KUBE_ORIGIN));
     } else {
         FUZZ_CHECK(strcmp(type, "BOOKMARK") == 0 || !named);
     }
     /* The resourceVersion to resume from is the last one seen. */
-    const char *rv = ws_jstr(md, "resourceVersion");
     if (rv != NULL && *rv != '\0')
         FUZZ_CHECK(w->rv != NULL && strcmp(w->rv, rv) == 0);
     json_object_put(ev);
@@ -190,9 +176,4 @@ int fuzz_watch_split(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifndef LEGATE_FUZZ_NO_MAIN
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    return fuzz_watch_split(data, size);
-}
-#endif
+FUZZ_ENTRY(fuzz_watch_split)

@@ -9,10 +9,12 @@
 #include <string.h>
 
 #include "buf.h"
+#include "control.h"
 #include "frame.h"
 #include "log.h"
 #include "route.h"
 #include "rx.h"
+#include "target.h"
 #include "xalloc.h"
 
 /* The sanitizer runtime's report channel: -close_fd_mask=2 discards stderr, and libFuzzer moves
@@ -53,16 +55,6 @@ void fuzz_logs(bool json)
     log_configure(level, json ? LOG_FORMAT_JSON : LOG_FORMAT_LOGFMT, "fuzz");
 }
 
-uint64_t fuzz_hash(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 bool fuzz_is_utf8(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -100,6 +92,71 @@ bool fuzz_errors_are_utf8(const struct route_table *t)
     return true;
 }
 
+const char *fuzz_jstr(const json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
+        !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+const char *fuzz_jcstr(const json_object *o, const char *key, bool *cut)
+{
+    const char *s = fuzz_jstr(o, key);
+    json_object *v = NULL;
+    if (s == NULL || !json_object_object_get_ex(o, key, &v))
+        return NULL;
+    if (strlen(s) != (size_t)json_object_get_string_len(v)) {
+        *cut = true;
+        return NULL;
+    }
+    return s;
+}
+
+json_object *fuzz_jobj(const json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
+        !json_object_is_type(v, json_type_object))
+        return NULL;
+    return v;
+}
+
+/* ---- paths ---------------------------------------------------------------------------- */
+
+/* target.h's promises about a normalised path (fuzz.h). */
+void fuzz_check_normalized(size_t in_len, const char *p, size_t n, bool merge)
+{
+    FUZZ_CHECK(n >= 1 && n <= in_len && p[0] == '/');
+    FUZZ_CHECK(memchr(p, '\\', n) == NULL);
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '%') {
+            FUZZ_CHECK(i + 2 < n);
+            char hex[3] = { p[i + 1], p[i + 2], '\0' };
+            unsigned long v = strtoul(hex, NULL, 16);
+            bool unreserved = (v >= 'a' && v <= 'z') || (v >= 'A' && v <= 'Z') ||
+                              (v >= '0' && v <= '9') || v == '-' || v == '.' || v == '_' ||
+                              v == '~';
+            FUZZ_CHECK(!unreserved && v != '/' && v != '\\' && v != 0);
+        }
+        if (p[i] == '/' && i + 1 < n) {
+            size_t e = i + 1;
+            while (e < n && p[e] != '/')
+                e++;
+            size_t sl = e - i - 1;
+            FUZZ_CHECK(!(sl == 1 && p[i + 1] == '.'));
+            FUZZ_CHECK(!(sl == 2 && p[i + 1] == '.' && p[i + 2] == '.'));
+            FUZZ_CHECK(!merge || sl > 0 || e == n);
+        }
+    }
+    char *again = xmalloc(n + 1);
+    const char *why = NULL;
+    long m = px_path_normalize(p, n, merge, again, &why);
+    FUZZ_CHECK(m == (long)n && memcmp(again, p, n) == 0);
+    free(again);
+}
+
 /* ---- the wire ---------------------------------------------------------------------------- */
 
 struct route_table *fuzz_wire_roundtrip(const struct route_table *t, char *err, size_t errlen)
@@ -107,16 +164,14 @@ struct route_table *fuzz_wire_roundtrip(const struct route_table *t, char *err, 
     struct route_table *out = NULL;
     struct buf frame;
     struct frame_decoder dec;
-    json_tokener *tok = NULL;
     json_object *msg = NULL;
 
-    /* What push_submit sends. */
-    json_object *o = route_table_to_json(t);
-    json_object_object_add(o, "type", json_object_new_string("snapshot"));
-    json_object_object_add(o, "protocol", json_object_new_int(ROUTE_PROTOCOL_VERSION));
-    size_t len = 0;
-    const char *js = json_object_to_json_string_length(
-        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    /* What push_submit sends: route_snapshot_write's text in one frame. */
+    struct buf text;
+    buf_init(&text, FRAME_MAX_DEFAULT);
+    FUZZ_CHECK(route_snapshot_write(t, &text) == 0);
+    const char *js = text.data;
+    size_t len = text.len;
     buf_init(&frame, FRAME_MAX_DEFAULT + 4);
     frame_decoder_init(&dec, FRAME_MAX_DEFAULT);
     FUZZ_CHECK(frame_encode(&frame, js, len) == 0);
@@ -128,24 +183,21 @@ struct route_table *fuzz_wire_roundtrip(const struct route_table *t, char *err, 
     FUZZ_CHECK(frame_decoder_next(&dec, &payload, &plen) == 1);
     FUZZ_CHECK(plen == len && memcmp(payload, js, len) == 0);
     FUZZ_CHECK(frame_decoder_next(&dec, &payload, &plen) == 0);
-    tok = json_tokener_new();
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    msg = json_tokener_parse_ex(tok, payload, (int)plen);
-    if (msg == NULL || json_tokener_get_error(tok) != json_tokener_success) {
-        snprintf(err, errlen, "the proxy cannot parse the snapshot: %s",
-                 json_tokener_error_desc(json_tokener_get_error(tok)));
+    const char *why = NULL;
+    msg = px_control_parse(payload, plen, &why);
+    if (msg == NULL) {
+        snprintf(err, errlen, "the proxy cannot parse the snapshot: %s", why);
         goto out;
     }
-    FUZZ_CHECK(json_tokener_get_parse_end(tok) == len);
+    /* Accepted, and ending in '}' rather than blanks: the whole payload was the one object. */
+    FUZZ_CHECK(plen > 0 && payload[plen - 1] == '}');
     if (route_table_from_json(msg, &out, err, errlen) != 0)
         out = NULL;
 out:
     json_object_put(msg);
-    if (tok != NULL)
-        json_tokener_free(tok);
-    json_object_put(o);
     frame_decoder_free(&dec);
     buf_free(&frame);
+    buf_free(&text);
     return out;
 }
 
@@ -319,7 +371,7 @@ static bool header_ok(const struct route_header *h, const struct rx *re,
     return false;
 }
 
-static int ref_hex(char c)
+int fuzz_hex(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -333,8 +385,8 @@ static void ref_decode(struct buf *b, const char *s, size_t n)
     buf_reset(b);
     for (size_t i = 0; i < n; i++) {
         char c = s[i] == '+' ? ' ' : s[i];
-        if (s[i] == '%' && i + 2 < n && ref_hex(s[i + 1]) >= 0 && ref_hex(s[i + 2]) >= 0) {
-            c = (char)(ref_hex(s[i + 1]) << 4 | ref_hex(s[i + 2]));
+        if (s[i] == '%' && i + 2 < n && fuzz_hex(s[i + 1]) >= 0 && fuzz_hex(s[i + 2]) >= 0) {
+            c = (char)(fuzz_hex(s[i + 1]) << 4 | fuzz_hex(s[i + 2]));
             i += 2;
         }
         buf_append(b, &c, 1);

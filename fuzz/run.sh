@@ -59,7 +59,7 @@ summary() {
         art=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
         status="FAILED rc=$rc ${art:+artifact=$art }log=$log"
     fi
-    printf 'fuzz %-13s %5ss execs=%-10s cov=%-6s ft=%-7s corpus=%-6s %s\n' "$t" "$secs" \
+    printf 'fuzz %-14s %5ss execs=%-10s cov=%-6s ft=%-7s corpus=%-6s %s\n' "$t" "$secs" \
         "${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$status"
 }
 

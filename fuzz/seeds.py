@@ -229,63 +229,206 @@ EXEC_CREDS = {
 
 # ---- request_head: flags, read size, then what the client sends ----
 
+def head(line, *headers, host="a", version="HTTP/1.1"):
+    """A request head: the request line, Host (none when host is None), headers, blank line."""
+    host_line = [] if host is None else ["Host: " + host]
+    return "\r\n".join([line + " " + version] + host_line + list(headers)) + "\r\n\r\n"
+
+
+def http(line, *headers, body="", flags=0, chunk=0, **kw):
+    return (flags, chunk, head(line, *headers, **kw) + body)
+
+
 REQUESTS = {
-    "get": (0, 0, "GET /api/x?y=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\n\r\n"),
-    "post_cl": (0, 7, "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"),
-    "chunked": (1, 3, "POST /form/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-                "5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nTrailer: x\r\n\r\n"),
-    "pipelined": (1, 0, "GET /exact HTTP/1.1\r\nHost: a\r\n\r\nGET /CASE/y HTTP/1.1\r\nHost: b\r\n"
-                  "Connection: close\r\n\r\n"),
-    "http10": (0, 1, "GET / HTTP/1.0\r\n\r\n"),
-    "absolute_form": (0, 0, "GET http://Example.com:8080/api/v?q HTTP/1.1\r\nHost: other\r\n\r\n"),
-    "canary": (0, 0, "GET /api/a HTTP/1.1\r\nHost: x\r\nX-Canary: 1\r\nx-debug:\r\n"
-               "X-Forwarded-For: 10.0.0.1\r\nConnection: keep-alive, X-Drop\r\nX-Drop: 1\r\n\r\n"),
-    "options_star": (0, 0, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"),
-    "connect": (0, 0, "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"),
-    "obs_fold": (0, 0, "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"),
-    "te_and_cl": (0, 0, "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
-                  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
-    "two_hosts": (0, 0, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
-    "space_before_colon": (0, 0, "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n"),
-    "upgrade": (0, 0, "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
-                "GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+    "get": http("GET /api/x?y=1", "User-Agent: t", host="example.com"),
+    "post_cl": http("POST /form", "Content-Length: 5", body="hello", chunk=7),
+    "chunked": http("POST /form/x", "Transfer-Encoding: chunked", flags=1, chunk=3,
+                    body="5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nTrailer: x\r\n\r\n"),
+    "pipelined": http("GET /exact", body=head("GET /CASE/y", "Connection: close", host="b"),
+                      flags=1),
+    "http10": http("GET /", host=None, version="HTTP/1.0", chunk=1),
+    "absolute_form": http("GET http://Example.com:8080/api/v?q", host="other"),
+    "canary": http("GET /api/a", "X-Canary: 1", "x-debug:", "X-Forwarded-For: 10.0.0.1",
+                   "Connection: keep-alive, X-Drop", "X-Drop: 1", host="x"),
+    "options_star": http("OPTIONS *"),
+    "connect": http("CONNECT a:443", host="a:443"),
+    "obs_fold": http("GET /", "X: a", " b"),
+    "te_and_cl": http("POST /form", "Content-Length: 3", "Transfer-Encoding: chunked",
+                      body="0\r\n\r\n"),
+    "two_hosts": http("GET /", "Host: b"),
+    "space_before_colon": http("GET /", "Transfer-Encoding : chunked"),
+    "upgrade": http("GET /", "Connection: Upgrade", "Upgrade: websocket", body=head("GET /")),
     "http2": (0, 0, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
-    "te_gzip": (0, 0, "POST /form HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
-    "empty_host": (0, 0, "HEAD / HTTP/1.1\r\nHost:\r\n\r\n"),
-    "no_route": (0, 0, "DELETE /nothing HTTP/1.1\r\nHost: a\r\n\r\n"),
-    "long_target": (0, 200, "GET /" + "a" * 9000 + " HTTP/1.1\r\nHost: a\r\n\r\n"),
-    "expect": (0, 0, "POST /form HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
-               "Content-Length: 2\r\n\r\nok"),
-    "redirect": (0, 0, "GET /old/page?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"),
-    "regex_rewrite": (0, 0, "GET /rx/12/rest HTTP/1.1\r\nHost: a\r\n\r\n"),
-    "query_regex": (0, 0, "GET /q?a=1&id=42 HTTP/1.1\r\nHost: a\r\n\r\n"),
-    "dot_segments": (0, 0, "GET /a/./b/../../exact HTTP/1.1\r\nHost: a\r\n\r\n"
-                     "GET /%2e%2e/x HTTP/1.1\r\nHost: a\r\n\r\n"),
-    "escapes": (0, 0, "GET /%61pi/%2Fx%7e HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+    "te_gzip": http("POST /form", "Transfer-Encoding: gzip, chunked"),
+    "empty_host": http("HEAD /", "Host:", host=None),
+    "no_route": http("DELETE /nothing"),
+    "long_target": http("GET /" + "a" * 9000, chunk=200),
+    "expect": http("POST /form", "Expect: 100-continue", "Content-Length: 2", body="ok"),
+    "redirect": http("GET /old/page?x=1"),
+    "regex_rewrite": http("GET /rx/12/rest"),
+    "query_regex": http("GET /q?a=1&id=42"),
+    "dot_segments": http("GET /a/./b/../../exact", body=head("GET /%2e%2e/x")),
+    "escapes": http("GET /%61pi/%2Fx%7e", host="example.com"),
     # Table 1 (bit 1): one trusted hop, merged slashes, a deny list.
-    "module_trusted_hop": (2, 0, "GET //api///y HTTP/1.1\r\nHost: example.com\r\n"
-                           "X-Forwarded-For: 203.0.113.9, 10.1.2.3\r\n"
-                           "X-Forwarded-Proto: https\r\n\r\n"),
-    "module_denied_peer": (6, 0, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
-    "module_xff_garbage": (2, 5, "GET /api/x HTTP/1.1\r\nHost: example.com\r\n"
-                           "X-Forwarded-For: not-an-ip\r\nCookie: c=1\r\nX-Debug: 1\r\n\r\n"),
+    "module_trusted_hop": http("GET //api///y", "X-Forwarded-For: 203.0.113.9, 10.1.2.3",
+                               "X-Forwarded-Proto: https", host="example.com", flags=2),
+    "module_denied_peer": http("GET /", flags=6),
+    "module_xff_garbage": http("GET /api/x", "X-Forwarded-For: not-an-ip", "Cookie: c=1",
+                               "X-Debug: 1", host="example.com", flags=2, chunk=5),
 }
 
 
+# ---- request_target: flags (bit 0 merge_slashes, bit 1 OPTIONS), then the request target ----
+
+TARGETS = {
+    "dot_segments": (0, "/a/./b/../../c/."),
+    "escaped_dots": (0, "/public/%2e%2e/admin/x?y=%2F.."),
+    "unreserved_escapes": (0, "/%61dmin/%7Euser/%41%c3%A9%20"),
+    "empty_segments": (0, "/a//b//../c//"),
+    "merge_slashes": (1, "//a///b/.//c/"),
+    "above_root": (0, "/a/../../x"),
+    "escaped_slash": (0, "/a%2Fb%5c%00"),
+    "backslash": (0, "/a\\b"),
+    "malformed_escape": (0, "/a%zz%4"),
+    "path_parameter": (0, "/public/..;/admin"),
+    "absolute_form": (0, "http://Example.COM:8080/p/../q?z"),
+    "absolute_no_path": (0, "HTTPS://h?q"),
+    "ipv6_authority": (0, "http://[::1]:80/x"),
+    "userinfo": (0, "http://u:p@h/"),
+    "asterisk": (2, "*"),
+    "asterisk_not_options": (0, "*"),
+    "fragment": (0, "/x#frag"),
+    "control_character": (0, "/a\tb"),
+    "bad_scheme": (0, "ftp://h/x"),
+}
+
+# ---- kube_list: up to three LIST pages separated by NUL bytes ----
+
+
+def svc(ns="default", name="svc", rv="100", annotation=None, uid=True):
+    md = {"namespace": ns, "name": name, "resourceVersion": rv}
+    if uid:
+        md["uid"] = "uid-" + name
+    if annotation is not None:
+        md["annotations"] = {"getambassador.io/config": annotation}
+    return {"kind": "Service", "apiVersion": "v1", "metadata": md}
+
+
+def page(items, rv="200", cont=None, **extra):
+    md = {"resourceVersion": rv}
+    if cont is not None:
+        md["continue"] = cont
+    body = {"kind": "ServiceList", "apiVersion": "v1", "metadata": md, "items": items}
+    body.update(extra)
+    return json.dumps(body)
+
+
+LISTS = {
+    "one_page": page([svc(annotation=ANNOTATIONS["minimal"]), svc(ns="other", name="b")]),
+    "two_pages": page([svc(name="a")], cont="tok") + "\0" + page([svc(name="b", uid=False)]),
+    "unnamed_items": page([svc(name=""), {"metadata": {"name": "x"}}, 5, None, svc(name="ok")]),
+    "empty_items": page([]),
+    "null_items": page(None),
+    "items_not_a_list": page({"a": svc()}),
+    "no_resource_version": page([svc()], rv=""),
+    "not_an_object": "[1,2,3]",
+    "truncated": page([svc()])[:40],
+    "nul_in_strings": page([svc(name="a\u0000b", annotation="x\u0000y")]),
+    "status": json.dumps({"kind": "Status", "apiVersion": "v1", "code": 410,
+                          "reason": "Expired", "metadata": {}}),
+    "deep": "{\"items\":[],\"metadata\":{\"resourceVersion\":\"1\"},\"x\":"
+    + "[" * 70 + "]" * 70 + "}",
+}
+
+# ---- source_dir: a manifest file ----
+
+SERVICE_YAML = """apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: team
+  annotations:
+    getambassador.io/config: |
+      ---
+      apiVersion: ambassador/v1
+      kind: Mapping
+      name: web_mapping
+      prefix: /web/
+      service: web:80
+spec:
+  ports: [{port: 80}]
+"""
+
+MANIFESTS = {
+    "service": SERVICE_YAML,
+    "documents": SERVICE_YAML + "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n"
+    "---\n# only a comment\n---\napiVersion: v1\nkind: Service\nmetadata: {name: plain}\n",
+    "list": "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n"
+    "  metadata: {name: a, annotations: {getambassador.io/config: 'x: 1'}}\n"
+    "- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: c}\n- 7\n",
+    "service_list": "kind: ServiceList\napiVersion: v1\nitems:\n- metadata: {name: a}\n"
+    "- kind: Service\n  apiVersion: v2\n  metadata: {name: b}\n",
+    "json": json.dumps(svc(ns="j", name="json", annotation=ANNOTATIONS["two_docs"]), indent=2),
+    "json_list": json.dumps({"kind": "List", "apiVersion": "v1",
+                             "items": [svc(name="x"), svc(name="y", uid=False)]}),
+    "json_non_ascii": json.dumps(svc(name="e", annotation="caf\u00e9 \U0001F600")),
+    "annotation_not_a_string": "apiVersion: v1\nkind: Service\nmetadata:\n  name: m\n"
+    "  annotations:\n    getambassador.io/config: {a: b}\n",
+    "annotation_one_line": "apiVersion: v1\nkind: Service\nmetadata:\n  name: one\n"
+    "  annotations: {getambassador.io/config: \"prefix: /x/\"}\n",
+    "no_name": "apiVersion: v1\nkind: Service\nmetadata:\n  namespace: x\n",
+    "syntax_error": SERVICE_YAML + "---\nkind: [Service\n",
+    "anchors": "apiVersion: v1\nkind: Service\nmetadata:\n  name: &n anchored\n"
+    "  uid: *n\n",
+    "crlf": SERVICE_YAML.replace("\n", "\r\n"),
+}
+
+# ---- push_reply: flags (bit 0: a snapshot submitted; the rest: its version - 42), frames ----
+
+HELLO = {"type": "hello", "protocol": 1, "version": 0, "pid": 1}
+ACK = {"type": "ack", "version": 42, "routes": 0, "clusters": 0, "apply_us": 5}
+NACK = {"type": "nack", "version": 42, "reason": "routes[0]: bad"}
+
+REPLIES = {
+    "hello_ack": (1, [HELLO, ACK]),
+    "hello_nack": (1, [HELLO, NACK]),
+    "hello_without_snapshot": (0, [HELLO, ACK]),
+    "other_version": (5, [HELLO, dict(ACK, version=7)]),
+    "second_ack_ignored": (1, [HELLO, ACK, ACK, NACK]),
+    "protocol_mismatch": (1, [dict(HELLO, protocol=2)]),
+    "ack_before_hello": (1, [ACK, HELLO]),
+    "second_hello": (1, [HELLO, HELLO, ACK]),
+    "unknown_type": (1, [HELLO, {"type": "what"}, ACK]),
+    "not_json": (1, [HELLO, b"{\"type\":\"ack\"} trailing"]),
+    "empty_frame": (1, [HELLO, b""]),
+    "oversize": (1, [HELLO, ("raw", struct.pack(">I", (1 << 20) + 1) + b"{}")]),
+}
+
+
+def stream(frames):
+    """Frames, except ("raw", bytes) which go as they are."""
+    return b"".join(f[1] if isinstance(f, tuple) else frame(f) for f in frames)
+
+
+SEEDS = [  # target, seeds, how one seed becomes the file's bytes
+    ("annotation", ANNOTATIONS, lambda text: text),
+    ("snapshot", SNAPSHOTS, lambda frames: (lambda data: bytes([len(data) // 2 % 256]) + data)(
+        b"".join(frame(f) for f in frames))),
+    ("watch_split", WATCHES, lambda s: bytes([s[0], len(s[1])] + s[1]) + s[2].encode()),
+    ("kubeconfig", KUBECONFIGS, lambda text: text),
+    ("exec_cred", EXEC_CREDS, lambda text: text),
+    ("request_head", REQUESTS, lambda s: bytes([s[0], s[1]]) + s[2].encode()),
+    ("request_target", TARGETS, lambda s: bytes([s[0]]) + s[1].encode()),
+    ("kube_list", LISTS, lambda text: text),
+    ("source_dir", MANIFESTS, lambda text: text),
+    ("push_reply", REPLIES, lambda s: bytes([s[0]]) + stream(s[1])),
+]
+
+
 def main():
-    for name, text in ANNOTATIONS.items():
-        write("annotation", name, text)
-    for name, frames in SNAPSHOTS.items():
-        data = b"".join(frame(f) for f in frames)
-        write("snapshot", name, bytes([len(data) // 2 % 256]) + data)
-    for name, (cap, sizes, stream) in WATCHES.items():
-        write("watch_split", name, bytes([cap, len(sizes)] + sizes) + stream.encode())
-    for name, text in KUBECONFIGS.items():
-        write("kubeconfig", name, text)
-    for name, text in EXEC_CREDS.items():
-        write("exec_cred", name, text)
-    for name, (flags, chunk, stream) in REQUESTS.items():
-        write("request_head", name, bytes([flags, chunk]) + stream.encode())
+    for target, seeds, encode in SEEDS:
+        for name, seed in seeds.items():
+            write(target, name, encode(seed))
 
 
 if __name__ == "__main__":

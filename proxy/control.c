@@ -205,10 +205,8 @@ static bool all_space(const char *p, size_t n)
     return true;
 }
 
-/* Handles one frame. Returns true to keep the connection, false once it is being closed. */
-static bool handle_frame(struct ctl_client *c, const char *payload, size_t len)
+json_object *px_control_parse(const char *payload, size_t len, const char **why)
 {
-    uint64_t t0 = uv_hrtime();
     json_tokener *tok = json_tokener_new();
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     /* len fits in an int: frames are capped at FRAME_MAX_DEFAULT. */
@@ -217,10 +215,23 @@ static bool handle_frame(struct ctl_client *c, const char *payload, size_t len)
     size_t end = json_tokener_get_parse_end(tok);
     json_tokener_free(tok);
     if (msg == NULL || jerr != json_tokener_success || !all_space(payload + end, len - end)) {
-        log_warn("control frame is not JSON, closing", "bytes=%zu reason=%s", len,
-                 msg == NULL || jerr != json_tokener_success ? json_tokener_error_desc(jerr)
-                                                             : "trailing bytes");
+        *why = jerr != json_tokener_success ? json_tokener_error_desc(jerr)
+               : msg == NULL                ? "a JSON null"
+                                            : "trailing bytes";
         json_object_put(msg);
+        return NULL;
+    }
+    return msg;
+}
+
+/* Handles one frame. Returns true to keep the connection, false once it is being closed. */
+static bool handle_frame(struct ctl_client *c, const char *payload, size_t len)
+{
+    uint64_t t0 = uv_hrtime();
+    const char *why = NULL;
+    json_object *msg = px_control_parse(payload, len, &why);
+    if (msg == NULL) {
+        log_warn("control frame is not JSON, closing", "bytes=%zu reason=%s", len, why);
         client_close(c, false);
         return false;
     }

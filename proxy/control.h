@@ -6,7 +6,11 @@
 #ifndef LEGATE_PROXY_CONTROL_H
 #define LEGATE_PROXY_CONTROL_H
 
+#include <stddef.h>
+
 #include <uv.h>
+
+struct json_object;
 
 /* Creates the socket at path with mode 0600 (a stale file there is unlinked; a missing parent
  * directory is an error) and starts listening on loop. Returns 0 or a negative libuv error
@@ -19,5 +23,10 @@ int px_control_start_group(uv_loop_t *loop, const char *path, long gid);
  * finish closing on the next loop iteration, so run the loop after this before closing it.
  * Safe when not started. */
 void px_control_stop(void);
+
+/* Reads one control frame's payload (len bytes) as the server does: one JSON value, strictly
+ * (JSON_TOKENER_STRICT, valid UTF-8), followed by blanks only. Returns it (the caller puts
+ * it), or NULL with a static reason in *why. Pure: the fuzz target calls it too. */
+struct json_object *px_control_parse(const char *payload, size_t len, const char **why);
 
 #endif

@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "kube_internal.h"
 
 typedef int (*fuzz_entry_cb)(const uint8_t *data, size_t size);
@@ -144,6 +145,19 @@ START_TEST(annotation_line_separator_does_not_hide_next_document)
 }
 END_TEST
 
+/* Compiles one Service, default/svc, whose annotation is text, from the cache c (initialised
+ * here; the caller frees it after the result). */
+static struct compile_result *compile_annotation(struct cache *c, const char *text)
+{
+    cache_init(c, NULL, NULL);
+    struct cache_object o = {
+        .ns = "default", .name = "svc", .uid = "u", .annotation = text, .origin = "test"
+    };
+    cache_upsert(c, &o);
+    struct compile_opts co = { .version = 1 };
+    return compile_run(c, &co);
+}
+
 /* Compiles a good Mapping beside one with `extra` and checks the proxy could route the
  * table: a route the router refuses makes the proxy nack the whole table, so one Mapping
  * would block every other. */
@@ -157,13 +171,7 @@ static void check_routable_beside(const char *extra)
              "service: o\n%s",
              good, extra);
     struct cache c;
-    cache_init(&c, NULL, NULL);
-    struct cache_object o = {
-        .ns = "default", .name = "svc", .uid = "u", .annotation = text, .origin = "test"
-    };
-    cache_upsert(&c, &o);
-    struct compile_opts co = { .version = 1 };
-    struct compile_result *r = compile_run(&c, &co);
+    struct compile_result *r = compile_annotation(&c, text);
     ck_assert_uint_ge(r->table->nroutes, 1);
     char err[256] = "";
     struct px_router *router = px_router_build(r->table, err, sizeof(err));
@@ -208,13 +216,7 @@ START_TEST(annotation_cut_error_messages_stay_utf8)
         size_t len = 0;
         ck_assert_int_eq(kube_read_file(inputs[i], 1 << 20, &text, &len), 0);
         struct cache c;
-        cache_init(&c, NULL, NULL);
-        struct cache_object o = {
-            .ns = "default", .name = "svc", .uid = "u", .annotation = text, .origin = "test"
-        };
-        cache_upsert(&c, &o);
-        struct compile_opts co = { .version = 1 };
-        struct compile_result *r = compile_run(&c, &co);
+        struct compile_result *r = compile_annotation(&c, text);
         ck_assert_uint_ge(r->table->nerrors, 1);
         ck_assert_msg(fuzz_errors_are_utf8(r->table), "%s: an error is not UTF-8", inputs[i]);
         char err[256] = "";
@@ -275,34 +277,222 @@ START_TEST(oracle_ref_match_is_first_match)
 }
 END_TEST
 
-static Suite *suite(void)
+/* ---- the parsers fuzzed since: request targets, LIST bodies, manifests, proxy replies ---- */
+
+#include "../../fuzz/fuzz_kube_list.c"
+#include "../../fuzz/fuzz_push_reply.c"
+#include "../../fuzz/fuzz_request_target.c"
+#include "../../fuzz/fuzz_source_dir.c"
+
+#include "source_dir_internal.h"
+
+START_TEST(replay_request_target)
 {
-    Suite *s = suite_create("fuzz_regressions");
-    TCase *tc = tcase_create("replay");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, replay_annotation);
-    tcase_add_test(tc, replay_snapshot);
-    tcase_add_test(tc, replay_watch_split);
-    tcase_add_test(tc, replay_kubeconfig);
-    tcase_add_test(tc, replay_exec_cred);
-    tcase_add_test(tc, replay_request_head);
-    tcase_add_test(tc, annotation_lone_cr_does_not_hide_next_document);
-    tcase_add_test(tc, annotation_line_separator_does_not_hide_next_document);
-    tcase_add_test(tc, annotation_regex_flag_alone_keeps_the_table_routable);
-    tcase_add_test(tc, annotation_long_host_keeps_the_table_routable);
-    tcase_add_test(tc, annotation_cut_error_messages_stay_utf8);
-    tcase_add_test(tc, oracle_utf8_check_is_strict);
-    tcase_add_test(tc, oracle_ref_match_is_first_match);
-    suite_add_tcase(s, tc);
-    return s;
+    replay("request_target", fuzz_request_target);
 }
+END_TEST
+
+START_TEST(replay_kube_list)
+{
+    replay("kube_list", fuzz_kube_list);
+}
+END_TEST
+
+START_TEST(replay_source_dir)
+{
+    replay("source_dir", fuzz_source_dir);
+}
+END_TEST
+
+START_TEST(replay_push_reply)
+{
+    replay("push_reply", fuzz_push_reply);
+}
+END_TEST
+
+/* A kube_watch on its own loop, for kube_list_parse and kube_watch_line. */
+struct kl_fixture {
+    uv_loop_t loop;
+    struct cache cache;
+    struct kube_watch w;
+};
+
+static void kl_open(struct kl_fixture *f)
+{
+    fuzz_logs(false); /* off: main() sets LEGATE_FUZZ_LOG */
+    uv_loop_init(&f->loop);
+    cache_init(&f->cache, NULL, NULL);
+    kube_watch_init(&f->w, &f->loop, NULL, &f->cache, NULL, NULL, NULL);
+}
+
+static void kl_close(struct kl_fixture *f)
+{
+    kube_watch_close(&f->w, NULL, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&f->loop), 0);
+    cache_free(&f->cache);
+}
+
+/* kube_list_parse on body; returns its result, with why in why. */
+static int kl_parse(struct kl_fixture *f, const char *body, char *why, size_t whylen)
+{
+    json_object *root = NULL;
+    const char *rv = NULL, *cont = NULL;
+    why[0] = '\0';
+    int rc = kube_list_parse(&f->w, body, strlen(body), &root, &rv, &cont, why, whylen);
+    json_object_put(root);
+    return rc;
+}
+
+/* Found by fuzz_kube_list (fuzz/regressions/kube_list/items_not_an_array): `items` of another
+ * type than an array was read as an empty list, and applying that list sweeps every Service
+ * from the cache, so every route would go. Now the page is refused; null stays an empty list. */
+START_TEST(kube_list_items_not_an_array_is_refused)
+{
+    struct kl_fixture f;
+    char why[256];
+    kl_open(&f);
+    ck_assert_int_eq(kl_parse(&f,
+                              "{\"items\":[{\"metadata\":{\"namespace\":\"n\",\"name\":\"a\"}}],"
+                              "\"metadata\":{\"resourceVersion\":\"1\"}}",
+                              why, sizeof(why)),
+                     0);
+    ck_assert_uint_eq(f.w.nitems, 1);
+    static const char *const bad[] = { "{\"a\":1}", "\"x\"", "7", "true" };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"items\":%s,\"metadata\":{\"resourceVersion\":\"2\"}}",
+                 bad[i]);
+        ck_assert_int_eq(kl_parse(&f, body, why, sizeof(why)), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(why, "items"));
+        ck_assert_uint_eq(f.w.nitems, 1);
+    }
+    ck_assert_int_eq(
+        kl_parse(&f, "{\"items\":null,\"metadata\":{\"resourceVersion\":\"3\"}}", why, sizeof(why)),
+        0);
+    ck_assert_uint_eq(f.w.nitems, 1);
+    kl_close(&f);
+}
+END_TEST
+
+/* Found by fuzz_kube_list (fuzz/regressions/kube_list/nul_in_annotation): a JSON string holding
+ * "\u0000" was copied as a C string, cut at the NUL: an annotation lost every Mapping after it
+ * without a word, a name or namespace changed. Such an object is now skipped, in the list and
+ * in the watch alike (the directory source refuses such a Service too), and a continue token
+ * or resourceVersion cut short refuses the page (a cut token would end the list early). */
+START_TEST(kube_strings_with_a_nul_are_not_cut)
+{
+    struct kl_fixture f;
+    char why[256];
+    kl_open(&f);
+    ck_assert_int_eq(
+        kl_parse(&f,
+                 "{\"items\":["
+                 "{\"metadata\":{\"namespace\":\"n\",\"name\":\"a\\u0000b\"}},"
+                 "{\"metadata\":{\"namespace\":\"n\",\"name\":\"c\",\"annotations\":"
+                 "{\"getambassador.io/config\":\"prefix: /x/\\u0000---\\nname: hidden\"}}},"
+                 "{\"metadata\":{\"namespace\":\"n\",\"name\":\"ok\",\"uid\":\"u\\u0000\"}},"
+                 "{\"metadata\":{\"namespace\":\"n\",\"name\":\"kept\"}}],"
+                 "\"metadata\":{\"resourceVersion\":\"1\"}}",
+                 why, sizeof(why)),
+        0);
+    ck_assert_uint_eq(f.w.nitems, 1);
+    ck_assert_str_eq(f.w.items[0].name, "kept");
+    ck_assert_int_eq(kl_parse(&f,
+                              "{\"items\":[],\"metadata\":{\"resourceVersion\":\"1\","
+                              "\"continue\":\"tok\\u0000en\"}}",
+                              why, sizeof(why)),
+                     -EINVAL);
+    ck_assert_int_eq(kl_parse(&f, "{\"items\":[],\"metadata\":{\"resourceVersion\":\"1\\u00002\"}}",
+                              why, sizeof(why)),
+                     -EINVAL);
+    ck_assert_uint_eq(f.w.nitems, 1);
+
+    static const char ev[] = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"n\","
+                             "\"name\":\"c\",\"resourceVersion\":\"9\",\"annotations\":"
+                             "{\"getambassador.io/config\":\"a\\u0000b\"}}}}";
+    ck_assert_int_eq(kube_watch_line(&f.w, ev, strlen(ev)), 0);
+    ck_assert_ptr_null(cache_get(&f.cache, "n", "c"));
+    ck_assert_str_eq(f.w.rv, "9");
+    kl_close(&f);
+}
+END_TEST
+
+/* The one Service of manifest text, asserting there is exactly one. */
+static void sd_one(const char *text, struct dir_objects *o)
+{
+    struct ytree_error err = { 0 };
+    int rc = source_dir_parse("test.json", text, strlen(text), o, &err);
+    ck_assert_msg(rc == 0, "refused: line %d: %s", err.line, err.msg);
+    ck_assert_uint_eq(o->n, 1);
+}
+
+/* Found by fuzz_source_dir (fuzz/regressions/source_dir/json_surrogate_pair): JSON that kubectl
+ * reads was refused as a whole file, because libyaml reads JSON text as YAML, which differs:
+ *   - "\ud83d\ude00", how Python's json.dump writes every character past U+FFFF: libyaml
+ *     refuses escaped surrogates;
+ *   - a key whose ':' is on a later line (json_key_colon_on_next_line), or a key over 1024
+ *     characters: YAML's limits on implicit keys;
+ *   - raw DEL or C1 characters (refused), U+0085 (read as a line break, folded to a space);
+ *   - a tab before the top-level value.
+ * JSON is now rewritten for libyaml first (source_dir.c, json_for_yaml), lines unchanged. */
+START_TEST(source_dir_reads_json_as_json)
+{
+    struct dir_objects o;
+    sd_one(
+        "{\"kind\": \"Service\", \"apiVersion\": \"v1\", \"metadata\": {\"name\": \"e\","
+        " \"annotations\": {\"getambassador.io/config\": \"caf\\u00e9 \\ud83d\\ude00 \\udc00\"}}}",
+        &o);
+    ck_assert_str_eq(o.v[0].annotation, "caf\xc3\xa9 \xf0\x9f\x98\x80 \xef\xbf\xbd");
+    source_dir_objects_free(&o);
+
+    sd_one("\t{\"kind\"\n:\n\"Service\", \"apiVersion\": \"v1\",\n\"metadata\": {\"name\": \"k\","
+           "\n\"annotations\": {\"getambassador.io/config\"\n\n: \"a\x7f\xc2\x85\xc2\x80z\"}}}",
+           &o);
+    ck_assert_str_eq(o.v[0].name, "k");
+    ck_assert_str_eq(o.v[0].annotation, "a\x7f\xc2\x85\xc2\x80z");
+    ck_assert_int_eq(o.v[0].line, 7); /* the annotation's value: lines are where they were */
+    source_dir_objects_free(&o);
+
+    char text[2300];
+    char key[1500];
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    snprintf(text, sizeof(text),
+             "{\"kind\": \"Service\", \"apiVersion\": \"v1\", \"metadata\": {\"name\": \"l\","
+             " \"labels\": {\"%s\": \"v\"}}}",
+             key);
+    sd_one(text, &o);
+    ck_assert_str_eq(o.v[0].name, "l");
+    source_dir_objects_free(&o);
+}
+END_TEST
 
 int main(void)
 {
+    const TTest *const tests[] = {
+        replay_annotation,
+        replay_snapshot,
+        replay_watch_split,
+        replay_kubeconfig,
+        replay_exec_cred,
+        replay_request_head,
+        annotation_lone_cr_does_not_hide_next_document,
+        annotation_line_separator_does_not_hide_next_document,
+        annotation_regex_flag_alone_keeps_the_table_routable,
+        annotation_long_host_keeps_the_table_routable,
+        annotation_cut_error_messages_stay_utf8,
+        oracle_utf8_check_is_strict,
+        oracle_ref_match_is_first_match,
+        replay_request_target,
+        replay_kube_list,
+        replay_source_dir,
+        replay_push_reply,
+        kube_list_items_not_an_array_is_refused,
+        kube_strings_with_a_nul_are_not_cut,
+        source_dir_reads_json_as_json,
+        NULL,
+    };
     setenv("LEGATE_FUZZ_LOG", "off", 1); /* the targets log at debug level otherwise */
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return harness_main("fuzz_regressions", 120, NULL, NULL, tests);
 }
