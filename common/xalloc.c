@@ -1,6 +1,9 @@
 #include "xalloc.h"
 
 #include <stdio.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,4 +50,11 @@ char *xstrdup(const char *s)
     if (s == NULL)
         return NULL;
     return xstrndup(s, strlen(s));
+}
+
+void xalloc_trim(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }

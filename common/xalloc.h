@@ -13,6 +13,10 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 /* Returns a NUL-terminated copy of the first n bytes of s. */
 char *xstrndup(const char *s, size_t n);
+/* Gives free heap memory back to the system (glibc's malloc_trim; nothing elsewhere). For
+ * after a large, short-lived structure is freed (a snapshot's parse tree, a /routes
+ * document): glibc keeps such memory for reuse, and the process's RSS with it. */
+void xalloc_trim(void);
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))

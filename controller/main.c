@@ -140,6 +140,9 @@ static void log_problems(struct ctl *c, const struct compile_result *r)
     c->logged = now;
 }
 
+/* Above this many routes, a compile ends by handing freed memory back (xalloc.h). */
+#define TRIM_ROUTES 10000
+
 static void compile_and_push(struct ctl *c)
 {
     struct compile_opts o = { .ambassador_id = c->cfg->ambassador_id, .version = 0 };
@@ -173,8 +176,11 @@ static void compile_and_push(struct ctl *c)
              (unsigned long long)r->table->version,
              (unsigned long long)((uv_hrtime() - t0) / 1000));
     push_submit(c->push, r->table);
+    bool big = c->last != NULL && c->last->table->nroutes > TRIM_ROUTES;
     compile_result_free(c->last);
     c->last = r;
+    if (big || r->table->nroutes > TRIM_ROUTES)
+        xalloc_trim(); /* a large table's parse trees and the previous result are freed now */
 }
 
 static void on_debounce(uv_timer_t *t)

@@ -94,6 +94,9 @@ static void body_release(struct adm_body *b)
 
 /* ---- /routes ---- */
 
+/* Above this many routes, building /routes ends by handing the freed tree back (xalloc.h). */
+#define ADM_TRIM_ROUTES 10000
+
 static void format_rfc3339(uint64_t ms, char *out, size_t outlen)
 {
     time_t sec = (time_t)(ms / 1000);
@@ -159,6 +162,8 @@ static struct adm_body *routes_body(void)
         memcpy(b->data, text, len);
         b->data[len] = '\n';
         json_object_put(o);
+        if (s != NULL && s->table->nroutes > ADM_TRIM_ROUTES)
+            xalloc_trim(); /* the tree was several times the text's size */
         body_release(adm.routes);
         adm.routes = b;
         adm.routes_version = version;

@@ -317,6 +317,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     if (d->off == d->in.len && d->in.cap > CTL_KEEP_BUF) {
         frame_decoder_free(d);
         frame_decoder_init(d, FRAME_MAX_DEFAULT);
+        /* The parse tree of such a frame (json-c: hundreds of MiB at 100 000 routes) is freed
+         * by now too, in small blocks the allocator keeps for reuse; give them back. */
+        xalloc_trim();
     }
 }
 
