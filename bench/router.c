@@ -51,6 +51,7 @@ static struct route_table *make_table(size_t n, json_object **msg, double *load_
     t->routes = xcalloc(n, sizeof(*t->routes));
     for (size_t i = 0; i < n; i++) {
         struct route *r = &t->routes[i];
+        route_init(r);
         snprintf(buf, sizeof(buf), "/svc-%zu/api/", i);
         r->prefix = xstrdup(buf);
         snprintf(buf, sizeof(buf), "m%zu", i);

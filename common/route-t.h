@@ -47,8 +47,9 @@ struct route_cluster {
 #define ROUTE_REDIRECT_DEFAULT 301
 
 /* A table holds one per Mapping, 100 000 of them in large clusters: members are ordered so
- * that the small ones share words (no padding between groups), and a route read from JSON
- * keeps its strings in the table's arena (route_table.arena). */
+ * that the small ones share words (no padding between groups), a route read from JSON keeps
+ * its strings in the table's arena (route_table.arena), and the traffic policy few routes
+ * have sits behind a pointer. Start a route with route_init (route.h), not a bare calloc. */
 struct route {
     /* Where it came from. */
     char *ns;
@@ -91,8 +92,11 @@ struct route {
     size_t nremove_request_headers;
     char **remove_response_headers;
     size_t nremove_response_headers;
-    /* Weights, timeouts, retries, CORS, rate limits, upgrades, shadow (route_policy-t.h). */
-    struct route_policy policy;
+    /* Weights, timeouts, retries, CORS, rate limits, upgrades, shadow (route_policy-t.h).
+     * Never NULL: most routes have none and share route_policy_none (route.h); a route with
+     * one has its own, in the table's arena or, built in memory, on the heap. Writers go
+     * through route_policy_mut, so the shared one is never written. */
+    const struct route_policy *policy;
 };
 
 /* An ip_allow / ip_deny rule: an address block, compared with the connection's peer or with

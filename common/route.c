@@ -50,6 +50,32 @@ static void free_ip_rules(struct route_ip_rule *v, size_t n)
     free(v);
 }
 
+const struct route_policy route_policy_none = { 0 };
+
+void route_init(struct route *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->policy = &route_policy_none;
+}
+
+struct route_policy *route_policy_mut(struct route *r)
+{
+    if (r->policy == &route_policy_none)
+        r->policy = xcalloc(1, sizeof(*r->policy));
+    /* Not the shared one: the route's own, which it may write. */
+    return (struct route_policy *)r->policy;
+}
+
+/* Frees a route's own policy; the shared one (and NULL, a moved-from route's) stays. */
+static void free_policy(const struct route_policy *p)
+{
+    if (p == NULL || p == &route_policy_none)
+        return;
+    struct route_policy *own = (struct route_policy *)p; /* owned by the route being freed */
+    route_policy_free_fields(own);
+    free(own);
+}
+
 void route_free_fields(struct route *r)
 {
     free(r->ns);
@@ -72,8 +98,8 @@ void route_free_fields(struct route *r)
     route_header_adds_free(r->add_response_headers, r->nadd_response_headers);
     free_strs(r->remove_request_headers, r->nremove_request_headers);
     free_strs(r->remove_response_headers, r->nremove_response_headers);
-    route_policy_free_fields(&r->policy);
-    memset(r, 0, sizeof(*r));
+    free_policy(r->policy);
+    route_init(r);
 }
 
 void route_error_free_fields(struct route_error *e)
@@ -906,6 +932,7 @@ int route_table_from_json(json_object *obj, struct route_table **out, char *err,
     r.what = "routes";
     for (r.index = 0; r.index < t->nroutes; r.index++) {
         struct route *rt = &t->routes[r.index];
+        route_init(rt); /* its policy: route_policy_none until a policy key gives it one */
         rt->case_sensitive = true;
         rt->timeout_ms = ROUTE_DEFAULT_TIMEOUT_MS;
         if (route_json_read_fields(&r, route_fields, ARRAY_SIZE(route_fields),

@@ -10,8 +10,22 @@
 
 #define ROUTE_PROTOCOL_VERSION 1
 
+/* The policy of every route that has none of its own: every field unset (route_policy-t.h).
+ * Shared and read-only: never written, never freed. */
+extern const struct route_policy route_policy_none;
+
+/* Zeroes r and points its policy at route_policy_none: an empty route, ready to fill. */
+void route_init(struct route *r);
+/* Returns r's policy for writing (copy on write). A route sharing route_policy_none first gets
+ * a zeroed policy of its own, on the heap: for routes built in memory (a Mapping, a table
+ * without arena), whose route_free_fields frees it. On a route of a table read from JSON, only
+ * when it has its own already (in the arena). */
+struct route_policy *route_policy_mut(struct route *r);
+
 /* Frees everything a table owns, and the table. Safe on NULL. */
 void route_table_free(struct route_table *t);
+/* Frees what a route built in memory owns, its own policy included, and leaves r as
+ * route_init does. A zeroed (moved-from) route is fine too. */
 void route_free_fields(struct route *r);
 void route_error_free_fields(struct route_error *e);
 void route_cluster_free_fields(struct route_cluster *c);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "route-t.h"
+#include "route.h"
 #include "route_arena.h"
 #include "xalloc.h"
 
@@ -281,12 +281,25 @@ int route_jr_cluster(struct route_jr *r, const char *name, uint32_t *idx)
 
 /* ---- field tables ---- */
 
-/* Where a field's struct starts: policy members live in the route's struct route_policy. */
+/* Where a field's struct starts: policy members live in the struct route_policy the route
+ * points at. */
 static const void *member_base(const void *base, const struct route_field *f)
 {
     if (f->flags & ROUTE_F_POLICY)
-        return &((const struct route *)base)->policy;
+        return ((const struct route *)base)->policy;
     return base;
+}
+
+/* The same, for reading into: a route still sharing route_policy_none gets a zeroed policy of
+ * its own in the table's arena at its first policy key, so routes without any stay small. */
+static void *member_base_mut(struct route_jr *r, void *base, const struct route_field *f)
+{
+    if (!(f->flags & ROUTE_F_POLICY))
+        return base;
+    struct route *rt = base;
+    if (rt->policy == &route_policy_none)
+        rt->policy = route_jr_alloc(r, sizeof(*rt->policy));
+    return (void *)rt->policy; /* the route's own, in the arena */
 }
 
 void route_json_write_fields(struct route_jw *w, const struct route_field *f, size_t n,
@@ -324,7 +337,7 @@ int route_json_read_fields(struct route_jr *r, const struct route_field *f, size
             return route_jr_fail(r, "%s: unknown key \"%s\"", route_jr_label(r), key);
         seen |= (uint64_t)1 << i;
         hint = i + 1;
-        if (f[i].ops->read(r, &f[i], val, (void *)member_base(base, &f[i])) != 0)
+        if (f[i].ops->read(r, &f[i], val, member_base_mut(r, base, &f[i])) != 0)
             return -EINVAL;
     }
     for (size_t i = 0; i < n; i++) {

@@ -107,7 +107,7 @@ enum {
     ROUTE_F_REQUIRED = 1u << 0, /* the key must be present (and, for strings, not null) */
     ROUTE_F_OMIT = 1u << 1,     /* booleans: written only when true */
     ROUTE_F_UNIQUE = 1u << 2,   /* strings: rarely repeated, copied without interning */
-    ROUTE_F_POLICY = 1u << 3,   /* a member of the route's struct route_policy (route.policy) */
+    ROUTE_F_POLICY = 1u << 3,   /* a member of the struct route_policy route.policy points at */
 };
 
 struct route_field {

@@ -4,8 +4,9 @@
  * breakers, load balancing). Types only; the JSON form and helpers are in route_policy.h, the
  * wire keys in docs/control-protocol.md ("Policy keys").
  *
- * Every field's zero value means "not set": a route or cluster built with calloc carries no
- * policy, and the JSON form omits what is not set. */
+ * Every field's zero value means "not set": a cluster built with calloc carries no policy, a
+ * route without one points at the all-zero route_policy_none (route.h), and the JSON form
+ * omits what is not set. */
 #ifndef LEGATE_ROUTE_POLICY_T_H
 #define LEGATE_ROUTE_POLICY_T_H
 
@@ -99,8 +100,8 @@ struct route_local_rl {
     uint32_t burst;
 };
 
-/* The per-route part, inside every struct route: the scalars first, so that the structs after
- * them start on a word without padding. */
+/* The per-route part, behind struct route's policy pointer (shared by every route without
+ * one): the scalars first, so that the structs after them start on a word without padding. */
 struct route_policy {
     /* Canary groups: Mappings with identical match criteria become consecutive routes; the
      * first (the leader) has group_size > 1, every member its weight in percent (together

@@ -240,7 +240,7 @@ static int p_service(struct doc_ctx *d, const struct field *f, const struct ytre
 static int p_policy(struct doc_ctx *d, const struct field *f, const struct ytree_node *v, void *obj)
 {
     struct mapping *m = obj;
-    return annotation_policy_mapping(f->name, v, &m->route.policy, &m->policy, &d->report);
+    return annotation_policy_mapping(f->name, v, &m->route, &m->policy, &d->report);
 }
 
 #define M(f) offsetof(struct mapping, f)
@@ -316,6 +316,7 @@ static const struct field_table mapping_table =
 static void mapping_init(struct mapping *m, const struct doc_ctx *d, int line)
 {
     memset(m, 0, sizeof(*m));
+    route_init(&m->route);
     m->route.case_sensitive = true;
     m->route.timeout_ms = ROUTE_DEFAULT_TIMEOUT_MS;
     m->route.rewrite = xstrdup("/"); /* Ambassador's default, confusing as it is */

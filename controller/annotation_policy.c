@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "annotation_policy_internal.h"
+#include "route.h"
 #include "route_policy.h"
 #include "xalloc.h"
 
@@ -616,25 +617,29 @@ static int p_allow_upgrade(const struct ytree_node *v, struct route_policy *rp,
 typedef int (*policy_parse_cb)(const struct ytree_node *v, struct route_policy *rp,
                                struct mapping_policy *mp, const struct value_ctx *c);
 
+/* route: the parser writes the route's own policy (rp). The others only write mp and are
+ * given no rp, so a Mapping that sets none of the route's fields keeps sharing
+ * route_policy_none. */
 static const struct {
     const char *name;
     policy_parse_cb parse;
+    bool route;
 } mapping_fields[] = {
-    { "weight", p_weight },
-    { "shadow", p_shadow },
-    { "idle_timeout_ms", p_idle_timeout },
-    { "connect_timeout_ms", p_connect_timeout },
-    { "cluster_idle_timeout_ms", p_cluster_idle },
-    { "cluster_max_connection_lifetime_ms", p_cluster_lifetime },
-    { "retry_policy", p_retry },
-    { "circuit_breakers", p_cb },
-    { "load_balancer", p_lb },
-    { "cors", p_cors },
-    { "rate_limits", policy_rate_limits },
-    { "labels", policy_labels },
-    { "legate_rate_limit", policy_local_rl },
-    { "use_websocket", p_use_websocket },
-    { "allow_upgrade", p_allow_upgrade },
+    { "weight", p_weight, false },
+    { "shadow", p_shadow, false },
+    { "idle_timeout_ms", p_idle_timeout, true },
+    { "connect_timeout_ms", p_connect_timeout, false },
+    { "cluster_idle_timeout_ms", p_cluster_idle, false },
+    { "cluster_max_connection_lifetime_ms", p_cluster_lifetime, false },
+    { "retry_policy", p_retry, true },
+    { "circuit_breakers", p_cb, false },
+    { "load_balancer", p_lb, false },
+    { "cors", p_cors, true },
+    { "rate_limits", policy_rate_limits, true },
+    { "labels", policy_labels, true },
+    { "legate_rate_limit", policy_local_rl, true },
+    { "use_websocket", p_use_websocket, true },
+    { "allow_upgrade", p_allow_upgrade, true },
 };
 
 /* The Module's keys are the Mapping parsers run on a scratch Mapping, then kept as defaults. */
@@ -663,14 +668,27 @@ static bool is_field(bool module, const char *name)
     return false;
 }
 
-int annotation_policy_mapping(const char *name, const struct ytree_node *v, struct route_policy *rp,
-                              struct mapping_policy *mp, const struct value_ctx *ctx)
+/* Runs the parser of Mapping field name, writing the route's policy into rp or, when rp is
+ * NULL, into route r's own policy (route_policy_mut) if the field has one. */
+static int parse_field(const char *name, const struct ytree_node *v, struct route *r,
+                       struct route_policy *rp, struct mapping_policy *mp,
+                       const struct value_ctx *ctx)
 {
-    for (size_t i = 0; i < ARRAY_SIZE(mapping_fields); i++)
-        if (strcmp(mapping_fields[i].name, name) == 0)
-            return mapping_fields[i].parse(v, rp, mp, ctx);
+    for (size_t i = 0; i < ARRAY_SIZE(mapping_fields); i++) {
+        if (strcmp(mapping_fields[i].name, name) != 0)
+            continue;
+        if (rp == NULL && mapping_fields[i].route)
+            rp = route_policy_mut(r);
+        return mapping_fields[i].parse(v, rp, mp, ctx);
+    }
     ctx->error(ctx->arg, name, v->line, "not a policy field");
     return -EINVAL;
+}
+
+int annotation_policy_mapping(const char *name, const struct ytree_node *v, struct route *r,
+                              struct mapping_policy *mp, const struct value_ctx *ctx)
+{
+    return parse_field(name, v, r, NULL, mp, ctx);
 }
 
 int annotation_policy_module(const char *name, const struct ytree_node *v, struct module_policy *mp,
@@ -685,7 +703,7 @@ int annotation_policy_module(const char *name, const struct ytree_node *v, struc
     }
     scratch.cluster = mp->cluster;
     memset(&mp->cluster, 0, sizeof(mp->cluster));
-    rc = annotation_policy_mapping(name, v, &rp, &scratch, ctx);
+    rc = parse_field(name, v, NULL, &rp, &scratch, ctx);
     mp->cluster = scratch.cluster;
     memset(&scratch.cluster, 0, sizeof(scratch.cluster));
     if (rc != 0)
@@ -703,14 +721,14 @@ out:
     return rc;
 }
 
-void annotation_policy_apply_module(struct route_policy *rp, struct mapping_policy *mp,
+void annotation_policy_apply_module(struct route *r, struct mapping_policy *mp,
                                     const struct module_policy *mod)
 {
     unsigned fill = mod->set & ~mp->set;
     if (fill & POLICY_SET_RETRY)
-        rp->retry = mod->retry;
+        route_policy_mut(r)->retry = mod->retry;
     if (fill & POLICY_SET_CORS)
-        route_cors_copy(&rp->cors, &mod->cors);
+        route_cors_copy(&route_policy_mut(r)->cors, &mod->cors);
     if (fill & POLICY_SET_CB)
         mp->cluster.cb = mod->cluster.cb;
     if (fill & POLICY_SET_LB) {

@@ -52,16 +52,18 @@ struct module_policy {
  * NULL past the last: the keyword tables look keys up here, and suggest these names. */
 const char *annotation_policy_field(bool module, size_t i);
 
-/* Reads field `name` of a Mapping from v into rp (the route's policy) and mp. Returns 0, or
- * -EINVAL after reporting at least one error through ctx. */
-int annotation_policy_mapping(const char *name, const struct ytree_node *v, struct route_policy *rp,
+/* Reads field `name` of a Mapping from v into r's policy and mp. A field of the route's policy
+ * gives r a policy of its own first (route_policy_mut); the others leave r alone. Returns 0,
+ * or -EINVAL after reporting at least one error through ctx. */
+int annotation_policy_mapping(const char *name, const struct ytree_node *v, struct route *r,
                               struct mapping_policy *mp, const struct value_ctx *ctx);
 /* Reads field `name` of the Module's config. Same contract. */
 int annotation_policy_module(const char *name, const struct ytree_node *v, struct module_policy *mp,
                              const struct value_ctx *ctx);
 
-/* Gives a Mapping the Module's defaults for the fields it left out. */
-void annotation_policy_apply_module(struct route_policy *rp, struct mapping_policy *mp,
+/* Gives a Mapping (its route r and mp) the Module's defaults for the fields it left out; r gets
+ * a policy of its own only when one of them is the route's. */
+void annotation_policy_apply_module(struct route *r, struct mapping_policy *mp,
                                     const struct module_policy *mod);
 
 /* Appends to key what sets a cluster's policy apart (nothing for the default policy), so

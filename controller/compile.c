@@ -241,7 +241,7 @@ static void apply_module(const struct module *mod, struct mapping *m)
                mod->add_request_headers, mod->nadd_request_headers);
     merge_adds(&m->route.add_response_headers, &m->route.nadd_response_headers,
                mod->add_response_headers, mod->nadd_response_headers);
-    annotation_policy_apply_module(&m->route.policy, &m->policy, &mod->policy);
+    annotation_policy_apply_module(&m->route, &m->policy, &mod->policy);
 }
 
 /* One ambassador Module per ambassador_id: the first in (namespace, Service, document) order

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "route.h"
 #include "xalloc.h"
 
 /* A member's weight while the group is being collected: "no weight given". */
@@ -14,7 +15,6 @@ struct group {
     uint32_t id;
     char *first;       /* the first member, as messages name it: "\"m\" (Service \"ns/svc\")" */
     uint32_t weighted; /* sum of the weights given so far */
-    char **members;    /* "ns/mapping" of each member in source order */
     size_t nmembers;
     struct mapping shadow;
     bool has_shadow;
@@ -22,10 +22,19 @@ struct group {
     char *shadow_svc;
 };
 
+/* What groups_admit learnt of a member, kept until groups_finish: the route itself carries
+ * nothing, so a Mapping outside any group keeps sharing route_policy_none. */
+struct member {
+    uint32_t group; /* its id */
+    uint32_t rank;  /* where it came in its group, in source order */
+    uint32_t weight;
+};
+
 void groups_init(struct groups *g)
 {
     memset(g, 0, sizeof(*g));
     strmap_init(&g->index);
+    strmap_init(&g->members);
 }
 
 void groups_free(struct groups *g)
@@ -33,9 +42,6 @@ void groups_free(struct groups *g)
     for (size_t i = 0; i < g->n; i++) {
         struct group *gr = g->v[i];
         free(gr->first);
-        for (size_t k = 0; k < gr->nmembers; k++)
-            free(gr->members[k]);
-        free(gr->members);
         if (gr->has_shadow)
             mapping_free_fields(&gr->shadow);
         free(gr->shadow_ns);
@@ -44,6 +50,7 @@ void groups_free(struct groups *g)
     }
     free(g->v);
     strmap_free(&g->index, NULL);
+    strmap_free(&g->members, free);
     memset(g, 0, sizeof(*g));
 }
 
@@ -55,16 +62,13 @@ static char *member_key(const char *ns, const char *mapping)
     return s;
 }
 
-/* Where a member came in its group, in source order. */
-static size_t member_rank(const struct group *gr, const struct route *r)
+/* The member a route of the table is, or NULL for a route groups_admit did not admit. */
+static const struct member *member_of(const struct groups *g, const struct route *r)
 {
     char *key = member_key(r->ns, r->mapping);
-    size_t i;
-    for (i = 0; i < gr->nmembers; i++)
-        if (strcmp(gr->members[i], key) == 0)
-            break;
+    const struct member *mem = strmap_get(&g->members, key);
     free(key);
-    return i;
+    return mem;
 }
 
 static char *describe(const char *ns, const char *svc, const char *mapping)
@@ -116,10 +120,14 @@ int groups_admit(struct groups *g, const char *key, const char *ns, const char *
         gr->first = describe(ns, svc, m->route.mapping);
     if (m->policy.weight_set)
         gr->weighted += m->policy.weight;
-    gr->members = xrealloc(gr->members, (gr->nmembers + 1) * sizeof(*gr->members));
-    gr->members[gr->nmembers++] = member_key(ns, m->route.mapping);
-    m->route.policy.group_size = gr->id + 1;
-    m->route.policy.weight = m->policy.weight_set ? m->policy.weight : UNWEIGHTED;
+    struct member *mem = xmalloc(sizeof(*mem));
+    mem->group = gr->id;
+    mem->rank = (uint32_t)gr->nmembers++;
+    mem->weight = m->policy.weight_set ? m->policy.weight : UNWEIGHTED;
+    char *mkey = member_key(ns, m->route.mapping);
+    /* Mapping names are unique in a namespace (the compiler refuses a second one first). */
+    free(strmap_put(&g->members, mkey, mem));
+    free(mkey);
     return GROUPS_MEMBER;
 }
 
@@ -171,33 +179,33 @@ void groups_finish(struct groups *g, struct route_table *t, groups_cluster_cb cl
 {
     size_t n = t->nroutes;
     /* Members of each group in table order, as linked lists of route positions. */
+    const struct member **mem = xmalloc((n + 1) * sizeof(*mem));
     size_t *head = xmalloc((g->n + 1) * sizeof(*head));
     size_t *tail = xmalloc((g->n + 1) * sizeof(*tail));
     size_t *count = xcalloc(g->n + 1, sizeof(*count));
     size_t *next = xmalloc((n + 1) * sizeof(*next));
     for (size_t i = 0; i < n; i++) {
-        uint32_t tag = t->routes[i].policy.group_size;
+        mem[i] = member_of(g, &t->routes[i]);
         next[i] = SIZE_MAX;
-        if (tag == 0 || tag > g->n)
+        if (mem[i] == NULL)
             continue;
-        size_t id = tag - 1;
+        size_t id = mem[i]->group;
         if (count[id]++ == 0)
             head[id] = i;
         else
             next[tail[id]] = i;
         tail[id] = i;
     }
-    struct route *out = xmalloc((n + 1) * sizeof(*out));
+    /* src[k]: the position in t->routes of the route that goes to position k. */
+    size_t *src = xmalloc((n + 1) * sizeof(*src));
     uint32_t *w = xmalloc((n + 1) * sizeof(*w));
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        struct route *r = &t->routes[i];
-        uint32_t tag = r->policy.group_size;
-        if (tag == 0 || tag > g->n) {
-            out[k++] = *r;
+        if (mem[i] == NULL) {
+            src[k++] = i;
             continue;
         }
-        size_t id = tag - 1;
+        size_t id = mem[i]->group;
         if (head[id] != i)
             continue; /* a later member: already placed after its leader */
         /* The group takes the place of its best-ranked member; its members follow in source
@@ -206,31 +214,30 @@ void groups_finish(struct groups *g, struct route_table *t, groups_cluster_cb cl
         size_t first = k, m = 0;
         struct group *gr = g->v[id];
         for (size_t p = head[id]; p != SIZE_MAX; p = next[p]) {
-            size_t rank = member_rank(gr, &t->routes[p]), at = first + m++;
-            while (at > first && member_rank(gr, &out[at - 1]) > rank) {
-                out[at] = out[at - 1];
+            size_t at = first + m++;
+            while (at > first && mem[src[at - 1]]->rank > mem[p]->rank) {
+                src[at] = src[at - 1];
                 at--;
             }
-            out[at] = t->routes[p];
+            src[at] = p;
             k++;
         }
-        for (size_t j = 0; j < m; j++)
-            w[j] = out[first + j].policy.weight;
-        if (m > 1)
+        /* A group of one is a plain route: no group_size, no weight. */
+        if (m > 1) {
+            for (size_t j = 0; j < m; j++)
+                w[j] = mem[src[first + j]]->weight;
             shares(w, m);
-        for (size_t j = 0; j < m; j++) {
-            out[first + j].policy.group_size = 0;
-            out[first + j].policy.weight = m > 1 ? w[j] : 0;
+            for (size_t j = 0; j < m; j++)
+                route_policy_mut(&t->routes[src[first + j]])->weight = w[j];
+            route_policy_mut(&t->routes[src[first]])->group_size = (uint32_t)m;
         }
-        if (m > 1)
-            out[first].policy.group_size = (uint32_t)m;
         struct mapping *sh = &gr->shadow;
         /* A shadow at weight 0 mirrors nothing. */
         /* Every member carries the group's shadow: whichever serves a request mirrors it. */
         if (gr->has_shadow && !(sh->policy.weight_set && sh->policy.weight == 0)) {
             uint32_t sc = cluster(arg, sh);
             for (size_t j = 0; j < m; j++) {
-                struct route_shadow *s = &out[first + j].policy.shadow;
+                struct route_shadow *s = &route_policy_mut(&t->routes[src[first + j]])->shadow;
                 s->set = true;
                 s->cluster = sc;
                 s->percent = sh->policy.weight_set ? sh->policy.weight : 100;
@@ -248,10 +255,15 @@ void groups_finish(struct groups *g, struct route_table *t, groups_cluster_cb cl
         if (gr->has_shadow && orphan != NULL)
             orphan(arg, gr->shadow_ns, gr->shadow_svc, &gr->shadow);
     }
+    struct route *out = xmalloc((n + 1) * sizeof(*out));
+    for (size_t j = 0; j < n; j++)
+        out[j] = t->routes[src[j]];
     if (n > 0)
         memcpy(t->routes, out, n * sizeof(*out));
     free(out);
+    free(src);
     free(w);
+    free(mem);
     free(head);
     free(tail);
     free(count);

@@ -22,8 +22,9 @@
 struct group;
 
 struct groups {
-    struct strmap index; /* match key -> struct group * */
-    struct group **v;    /* by id */
+    struct strmap index;   /* match key -> struct group * */
+    struct strmap members; /* "ns/mapping" of each member -> its group, rank and weight */
+    struct group **v;      /* by id */
     size_t n;
     size_t cap;
 };
@@ -37,8 +38,9 @@ void groups_free(struct groups *g);
 
 /* Admits m, found in Service ns/svc, to the group of key (its match key). Returns
  * GROUPS_MEMBER or GROUPS_SHADOW, or -EINVAL with a message in msg when it is refused (its
- * weight takes the total past 100, or the group already has a shadow). A member's route is
- * tagged for groups_finish (policy.group_size, policy.weight hold bookkeeping until then). */
+ * weight takes the total past 100, or the group already has a shadow). The groups remember a
+ * member by namespace and Mapping name (unique in a namespace) until groups_finish; its route
+ * is left as it is. */
 int groups_admit(struct groups *g, const char *key, const char *ns, const char *svc,
                  struct mapping *m, char *msg, size_t msglen);
 
@@ -50,7 +52,8 @@ typedef void (*groups_orphan_cb)(void *arg, const char *ns, const char *svc,
 
 /* Reorders t's routes (sorted by route_sort) so that each group's members follow its leader,
  * sets the leader's group_size and every member's weight (groups of one: neither), and
- * attaches shadows to leaders. */
+ * attaches shadows to every member; those routes get a policy of their own
+ * (route_policy_mut), the others are left as they are. */
 void groups_finish(struct groups *g, struct route_table *t, groups_cluster_cb cluster,
                    groups_orphan_cb orphan, void *arg);
 

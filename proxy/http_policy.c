@@ -112,7 +112,7 @@ static void on_timer(uv_timer_t *t)
         if ((c->state == PX_REQ_CONNECTING || c->state == PX_REQ_FORWARD) && c->up != NULL &&
             !c->resp_head_sent) {
             snprintf(why, sizeof(why), "no response head within %u ms",
-                     c->route->policy.retry.per_try_timeout_ms);
+                     c->route->policy->retry.per_try_timeout_ms);
             pol->fail_status = 504;
             px_http_upstream_failed(c, "per-try timeout", why);
             return;
@@ -146,7 +146,7 @@ static void on_pol_close(uv_handle_t *h)
 const struct route *px_pol_pick(struct px_conn *c, const struct route *r)
 {
     (void)c;
-    if (r->policy.group_size < 2)
+    if (r->policy->group_size < 2)
         return r;
     return px_policy_pick(r, (uint32_t)(px_policy_random() % 100));
 }
@@ -206,7 +206,7 @@ static void add_cors_edits(struct px_conn *c, const struct route_cors *cors)
 /* Returns 1 when the request was a preflight and is answered. */
 static int cors(struct px_conn *c, struct px_pol *pol)
 {
-    const struct route_cors *cors = &c->route->policy.cors;
+    const struct route_cors *cors = &c->route->policy->cors;
     if (!cors->enabled)
         return 0;
     int oi = px_h1_find(&c->req, "origin", 0);
@@ -252,7 +252,7 @@ int px_pol_admit(struct px_conn *c)
     pol->rs = ps->routes[ri];
     pol->cs = px_cstate_ref(ps->clusters[ci]);
     px_rstate_ref(pol->rs);
-    const struct route_policy *rp = &c->route->policy;
+    const struct route_policy *rp = c->route->policy;
     pol->idle_ms = rp->idle_timeout_ms;
     pol->last_io = now_of(c);
     pol->replayable = rp->retry.on != 0;
@@ -312,8 +312,8 @@ int px_pol_attempt(struct px_conn *c, bool new_conn)
         pol->connect_deadline = now + (cp->connect_timeout_ms ? cp->connect_timeout_ms
                                                               : ROUTE_CONNECT_TIMEOUT_DEFAULT_MS);
     }
-    if (c->route->policy.retry.per_try_timeout_ms)
-        pol->try_deadline = now + c->route->policy.retry.per_try_timeout_ms;
+    if (c->route->policy->retry.per_try_timeout_ms)
+        pol->try_deadline = now + c->route->policy->retry.per_try_timeout_ms;
     c->up->resp.allow_101 = c->upgrade_ok;
     rearm(pol);
     return 0;
@@ -348,7 +348,7 @@ static enum px_failure failure_of(const char *what)
 /* The checks every retry needs, then the retry budget (max_retries). */
 static bool may_retry(struct px_conn *c, struct px_pol *pol, const char *why)
 {
-    const struct route_retry *r = &c->route->policy.retry;
+    const struct route_retry *r = &c->route->policy->retry;
     if (c->resp_head_sent || c->timed_out || pol->retries >= r->num_retries)
         return false;
     if (c->body_sent_up && !pol->replayable) {
@@ -375,9 +375,9 @@ static bool may_retry(struct px_conn *c, struct px_pol *pol, const char *why)
 bool px_pol_retry_failure(struct px_conn *c, const char *what)
 {
     struct px_pol *pol = c->pol;
-    if (pol == NULL || pol->cs == NULL || c->route == NULL || c->route->policy.retry.on == 0)
+    if (pol == NULL || pol->cs == NULL || c->route == NULL || c->route->policy->retry.on == 0)
         return false;
-    if (!px_retry_failure(&c->route->policy.retry, failure_of(what)))
+    if (!px_retry_failure(&c->route->policy->retry, failure_of(what)))
         return false;
     return may_retry(c, pol, what);
 }
@@ -386,7 +386,7 @@ bool px_pol_retry_status(struct px_conn *c, int status)
 {
     struct px_pol *pol = c->pol;
     if (pol == NULL || pol->cs == NULL || c->route == NULL ||
-        !route_retry_status(&c->route->policy.retry, status))
+        !route_retry_status(&c->route->policy->retry, status))
         return false;
     /* The upstream answered before the whole request left: sending it again could duplicate
      * what was taken. */
@@ -412,7 +412,7 @@ void px_pol_local_headers(struct px_conn *c, int status)
     struct px_pol *pol = c->pol;
     if (pol == NULL || pol->origin == NULL || pol->cors_done || status == 404 || c->route == NULL)
         return;
-    const struct route_cors *cors = &c->route->policy.cors;
+    const struct route_cors *cors = &c->route->policy->cors;
     size_t room = px_cors_room(cors, pol->origin_len);
     char *lines = px_arena_alloc(&c->arena, room);
     size_t n = px_cors_response_headers(cors, pol->origin, pol->origin_len, lines, room);

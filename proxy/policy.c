@@ -106,7 +106,7 @@ struct px_policy *px_policy_build(const struct route_table *t, const struct px_p
                                   char *err, size_t errlen)
 {
     for (size_t i = 0; i < t->nroutes; i++) {
-        uint32_t g = t->routes[i].policy.group_size;
+        uint32_t g = t->routes[i].policy->group_size;
         if (g == 0)
             continue;
         if (g < 2 || g > t->nroutes - i) {
@@ -114,7 +114,7 @@ struct px_policy *px_policy_build(const struct route_table *t, const struct px_p
             return NULL;
         }
         for (size_t k = i + 1; k < i + g; k++)
-            if (t->routes[k].policy.group_size != 0) {
+            if (t->routes[k].policy->group_size != 0) {
                 snprintf(err, errlen,
                          "routes[%zu]: a member of the group of routes[%zu] leads a "
                          "group of its own",
@@ -155,7 +155,7 @@ struct px_policy *px_policy_build(const struct route_table *t, const struct px_p
             rs = xcalloc(1, sizeof(*rs));
             atomic_init(&rs->refs, 1);
             rs->key = key;
-            atomic_init(&rs->bucket, px_bucket_full(&r->policy.local_rl, now));
+            atomic_init(&rs->bucket, px_bucket_full(&r->policy->local_rl, now));
         }
         p->routes[i] = rs;
         re[i] = (struct pentry){ rs->key, rs };
@@ -209,10 +209,10 @@ uint64_t px_policy_random(void)
 
 const struct route *px_policy_pick(const struct route *leader, uint32_t draw)
 {
-    uint32_t n = leader->policy.group_size;
+    uint32_t n = leader->policy->group_size;
     uint32_t cum = 0;
     for (uint32_t i = 0; i < n; i++) {
-        cum += leader[i].policy.weight;
+        cum += leader[i].policy->weight;
         if (draw < cum)
             return &leader[i];
     }

@@ -76,7 +76,7 @@ static size_t shadow_host(const char *host, size_t len, char *out, size_t room)
 
 void px_shadow_start(struct px_conn *c, const struct px_h1_forward *f)
 {
-    const struct route_shadow *sh = &c->route->policy.shadow;
+    const struct route_shadow *sh = &c->route->policy->shadow;
     if (!sh->set || c->shadow != NULL)
         return;
     if (sh->percent < 100 && px_policy_random() % 100 >= sh->percent)

@@ -55,7 +55,7 @@ static bool allowed(const struct route_upgrades *u, const char *list, size_t len
 
 void px_tunnel_prepare(struct px_conn *c)
 {
-    const struct route_upgrades *u = &c->route->policy.upgrades;
+    const struct route_upgrades *u = &c->route->policy->upgrades;
     struct px_h1_parser *p = &c->req;
     if (u->n == 0 || px_h1_has_body(p) || !px_h1_connection_lists(p, "upgrade", 7))
         return;

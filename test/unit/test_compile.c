@@ -321,7 +321,7 @@ START_TEST(compile_groups_by_identical_match)
         const struct route_table *t = run();
         ck_assert_msg(t->nroutes == 2 && t->nerrors == 0, "row %zu: %zu routes, %zu errors (%s)", i,
                       t->nroutes, t->nerrors, t->nerrors ? t->errors[0].message : "");
-        uint32_t size = t->routes[find_route(t, "ns", "first")].policy.group_size;
+        uint32_t size = t->routes[find_route(t, "ns", "first")].policy->group_size;
         ck_assert_msg(rows[i].same ? size == 2 : size <= 1, "row %zu: group_size %u", i, size);
     }
 }

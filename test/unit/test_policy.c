@@ -158,7 +158,7 @@ START_TEST(policy_state_carries_over_by_key)
     ck_assert_ptr_nonnull(p1);
     atomic_fetch_add(&p1->clusters[0]->active, 5);
     uint32_t after;
-    ck_assert(px_bucket_take(&p1->routes[0]->bucket, &t1->routes[0].policy.local_rl, 0, &after));
+    ck_assert(px_bucket_take(&p1->routes[0]->bucket, &t1->routes[0].policy->local_rl, 0, &after));
     /* The next table: the same cluster and Mapping share the state; a new Mapping gets its
      * own. */
     struct route_table *t2 = table(TABLE(ROUTE("b", "") "," ROUTE("a", "")));

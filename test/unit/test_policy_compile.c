@@ -99,14 +99,14 @@ START_TEST(policy_weights_split_and_members_follow_their_leader)
     const char *want[] = { "d1", "d2", "c1", "c2", "c3" };
     for (size_t i = 0; i < 5; i++)
         ck_assert_str_eq(t->routes[i].mapping, want[i]);
-    ck_assert_uint_eq(t->routes[0].policy.group_size, 2);
-    ck_assert_uint_eq(t->routes[0].policy.weight, 0); /* d2 takes 100 of 100 */
-    ck_assert_uint_eq(t->routes[1].policy.weight, 100);
-    ck_assert_uint_eq(t->routes[1].policy.group_size, 0);
-    ck_assert_uint_eq(t->routes[2].policy.group_size, 3);
-    ck_assert_uint_eq(t->routes[2].policy.weight, 30);
-    ck_assert_uint_eq(t->routes[3].policy.weight, 35);
-    ck_assert_uint_eq(t->routes[4].policy.weight, 35);
+    ck_assert_uint_eq(t->routes[0].policy->group_size, 2);
+    ck_assert_uint_eq(t->routes[0].policy->weight, 0); /* d2 takes 100 of 100 */
+    ck_assert_uint_eq(t->routes[1].policy->weight, 100);
+    ck_assert_uint_eq(t->routes[1].policy->group_size, 0);
+    ck_assert_uint_eq(t->routes[2].policy->group_size, 3);
+    ck_assert_uint_eq(t->routes[2].policy->weight, 30);
+    ck_assert_uint_eq(t->routes[3].policy->weight, 35);
+    ck_assert_uint_eq(t->routes[4].policy->weight, 35);
     /* Each member keeps its own cluster. */
     ck_assert_str_eq(t->clusters[t->routes[3].cluster].host, "c");
     ck_assert_str_eq(t->clusters[t->routes[4].cluster].host, "e");
@@ -126,8 +126,8 @@ START_TEST(policy_weight_over_100_refuses_only_the_offender)
     assert_has(t->errors[0].message, "to 110, over 100");
     ck_assert_uint_eq(t->nroutes, 2);
     ck_assert_str_eq(t->routes[0].mapping, "a");
-    ck_assert_uint_eq(t->routes[0].policy.weight, 60);
-    ck_assert_uint_eq(t->routes[1].policy.weight, 40);
+    ck_assert_uint_eq(t->routes[0].policy->weight, 60);
+    ck_assert_uint_eq(t->routes[1].policy->weight, 40);
     /* The error is in s2's range of the table's errors. */
     const struct compile_service *cs = compile_find_service(result, "ns", "s2");
     ck_assert_uint_eq(cs->nerrors, 1);
@@ -148,13 +148,16 @@ START_TEST(policy_weight_shares_edge_cases)
     const struct route_table *t = run();
     ck_assert_uint_eq(t->nerrors, 0);
     const struct route *lone = route_named(t, "lone");
-    ck_assert_uint_eq(lone->policy.group_size, 0);
-    ck_assert_uint_eq(lone->policy.weight, 0);
-    ck_assert_uint_eq(route_named(t, "r1")->policy.weight, 25);
-    ck_assert_uint_eq(route_named(t, "r2")->policy.weight, 75);
-    ck_assert_uint_eq(route_named(t, "r1")->policy.group_size, 2);
-    ck_assert_uint_eq(route_named(t, "z1")->policy.weight, 100);
-    ck_assert_uint_eq(route_named(t, "z2")->policy.weight, 0);
+    /* Nothing of the route's policy is set: it shares the empty one. */
+    ck_assert_ptr_eq(lone->policy, &route_policy_none);
+    ck_assert_ptr_ne(route_named(t, "r1")->policy, route_named(t, "r2")->policy);
+    ck_assert_uint_eq(lone->policy->group_size, 0);
+    ck_assert_uint_eq(lone->policy->weight, 0);
+    ck_assert_uint_eq(route_named(t, "r1")->policy->weight, 25);
+    ck_assert_uint_eq(route_named(t, "r2")->policy->weight, 75);
+    ck_assert_uint_eq(route_named(t, "r1")->policy->group_size, 2);
+    ck_assert_uint_eq(route_named(t, "z1")->policy->weight, 100);
+    ck_assert_uint_eq(route_named(t, "z2")->policy->weight, 0);
 }
 END_TEST
 
@@ -168,11 +171,11 @@ START_TEST(policy_shadow_attaches_to_the_group_leader)
     ck_assert_uint_eq(t->nroutes, 1);
     const struct route *r = &t->routes[0];
     ck_assert_str_eq(r->mapping, "main");
-    ck_assert(r->policy.shadow.set);
-    ck_assert_uint_eq(r->policy.shadow.percent, 20);
-    ck_assert_str_eq(r->policy.shadow.mapping, "mirror");
-    ck_assert_str_eq(t->clusters[r->policy.shadow.cluster].name, "m:9000");
-    ck_assert_uint_eq(r->policy.group_size, 0); /* a shadow is not a member */
+    ck_assert(r->policy->shadow.set);
+    ck_assert_uint_eq(r->policy->shadow.percent, 20);
+    ck_assert_str_eq(r->policy->shadow.mapping, "mirror");
+    ck_assert_str_eq(t->clusters[r->policy->shadow.cluster].name, "m:9000");
+    ck_assert_uint_eq(r->policy->group_size, 0); /* a shadow is not a member */
     /* A second shadow of the group is an error; a shadow with nothing to mirror a warning. */
     ck_assert_uint_eq(t->nerrors, 1);
     ck_assert_str_eq(t->errors[0].mapping, "mirror2");
@@ -218,6 +221,8 @@ START_TEST(policy_cluster_policy_splits_clusters)
     ck_assert_uint_eq(cb->policy.lb.policy, ROUTE_LB_RING_HASH);
     ck_assert_uint_eq(cb->policy.lb.hash_on, ROUTE_LB_HASH_HEADER);
     ck_assert_str_eq(cb->policy.lb.key, "x-user");
+    /* Cluster policy only: the routes have none of their own. */
+    ck_assert_ptr_eq(route_named(t, "b")->policy, &route_policy_none);
 }
 END_TEST
 
@@ -234,12 +239,12 @@ START_TEST(policy_module_defaults_fill_what_mappings_leave_out)
     const struct route_table *t = run();
     ck_assert_uint_eq(t->nerrors, 0);
     const struct route *own = route_named(t, "own"), *def = route_named(t, "def");
-    ck_assert_uint_eq(own->policy.retry.on, ROUTE_RETRY_CONNECT_FAILURE);
-    ck_assert_uint_eq(own->policy.retry.num_retries, 1);
-    ck_assert_uint_eq(def->policy.retry.on, ROUTE_RETRY_5XX);
-    ck_assert_uint_eq(def->policy.retry.num_retries, 3);
-    ck_assert(own->policy.cors.enabled && def->policy.cors.enabled);
-    ck_assert_str_eq(def->policy.cors.origins[0], "http://a.example");
+    ck_assert_uint_eq(own->policy->retry.on, ROUTE_RETRY_CONNECT_FAILURE);
+    ck_assert_uint_eq(own->policy->retry.num_retries, 1);
+    ck_assert_uint_eq(def->policy->retry.on, ROUTE_RETRY_5XX);
+    ck_assert_uint_eq(def->policy->retry.num_retries, 3);
+    ck_assert(own->policy->cors.enabled && def->policy->cors.enabled);
+    ck_assert_str_eq(def->policy->cors.origins[0], "http://a.example");
     const struct route_cluster *c = &t->clusters[def->cluster];
     ck_assert_uint_eq(c->policy.cb.max_requests, 7);
     ck_assert_uint_eq(c->policy.idle_timeout_ms, 1234);
@@ -264,7 +269,7 @@ START_TEST(policy_fields_parse)
               "use_websocket: true\nallow_upgrade: [WebSocket, h2c]\n"));
     ck_assert_msg(res.nerrors == 0, "%s", res.nerrors ? res.errors[0].message : "");
     ck_assert_uint_eq(res.nmappings, 1);
-    const struct route_policy *p = &res.mappings[0].route.policy;
+    const struct route_policy *p = res.mappings[0].route.policy;
     ck_assert_uint_eq(p->retry.on, ROUTE_RETRY_GATEWAY_ERROR | ROUTE_RETRY_STATUS_CODES);
     ck_assert_uint_eq(p->retry.num_retries, 4);
     ck_assert_uint_eq(p->retry.per_try_timeout_ms, 1500);
@@ -299,7 +304,7 @@ START_TEST(policy_fields_parse)
     /* v0 rate_limits. */
     parse(doc("m", "/p/", "up", "rate_limits:\n- descriptor: A test\n  headers: [X-One, x-two]\n"));
     ck_assert_uint_eq(res.nerrors, 0);
-    d = &res.mappings[0].route.policy.rate_limits.v[0];
+    d = &res.mappings[0].route.policy->rate_limits.v[0];
     ck_assert_uint_eq(d->nentries, 3);
     ck_assert_str_eq(d->entries[0].value, "A test");
     ck_assert_str_eq(d->entries[1].key, "X-One");
@@ -403,8 +408,10 @@ START_TEST(policy_json_round_trip)
     char err[256] = "";
     ck_assert_msg(route_table_from_json(parsed, &back, err, sizeof(err)) == 0, "%s", err);
     ck_assert(route_table_equal(t, back));
-    /* A change in one nested policy field is seen. */
-    back->routes[0].policy.retry.num_retries++;
+    /* A change in one nested policy field is seen (in a's policy: its own, in the arena). */
+    struct route *ra = &back->routes[route_named(back, "a") - back->routes];
+    ck_assert_ptr_ne(ra->policy, &route_policy_none);
+    route_policy_mut(ra)->retry.num_retries++;
     ck_assert(!route_table_equal(t, back));
     route_table_free(back);
     json_object_put(parsed);

@@ -13,7 +13,8 @@
 
 static struct route mk(const char *prefix, int32_t precedence, const char *method, const char *host)
 {
-    struct route r = { 0 };
+    struct route r;
+    route_init(&r);
     r.prefix = xstrdup(prefix);
     r.precedence = precedence;
     r.method = xstrdup(method);
@@ -258,6 +259,7 @@ static char **strs(const char *a, const char *b)
 /* What every route needs, with the model's defaults for the rest. */
 static void base_route(struct route *r, const char *mapping, const char *prefix)
 {
+    route_init(r);
     r->ns = xstrdup("ns");
     r->svc = xstrdup("svc");
     r->mapping = xstrdup(mapping);
@@ -337,7 +339,7 @@ static struct route_table *full_table(void)
     r->nremove_request_headers = 2;
     r->remove_response_headers = strs("server", "x-powered-by");
     r->nremove_response_headers = 2;
-    struct route_policy *p = &r->policy;
+    struct route_policy *p = route_policy_mut(r);
     p->group_size = 2;
     p->weight = 60;
     p->idle_timeout_ms = 5000;
@@ -470,9 +472,9 @@ START_TEST(route_json_every_field_round_trips)
                       text.data);
 
     /* Comparing sees a difference in any one field, of either table kind. */
-    back->routes[0].policy.retry.codes[1] = 419;
+    route_policy_mut(&back->routes[0])->retry.codes[1] = 419;
     ck_assert(!route_table_equal(t, back));
-    back->routes[0].policy.retry.codes[1] = 418;
+    route_policy_mut(&back->routes[0])->retry.codes[1] = 418;
     back->settings.ip_deny[0].remote = true;
     ck_assert(!route_table_equal(t, back));
     back->settings.ip_deny[0].remote = false;
@@ -537,6 +539,65 @@ START_TEST(route_json_read_interns_repeated_strings)
 }
 END_TEST
 
+START_TEST(route_policy_is_shared_until_written)
+{
+    static const struct route_policy zero;
+    struct route r;
+    route_init(&r);
+    ck_assert_ptr_eq(r.policy, &route_policy_none);
+    /* Writing gives the route its own copy; the shared one stays empty. */
+    struct route_policy *p = route_policy_mut(&r);
+    ck_assert_ptr_ne(p, &route_policy_none);
+    ck_assert_ptr_eq(r.policy, p);
+    ck_assert(memcmp(p, &zero, sizeof(zero)) == 0);
+    p->weight = 7;
+    p->upgrades.v = strs("websocket", "h2c");
+    p->upgrades.n = 2;
+    ck_assert_ptr_eq(route_policy_mut(&r), p);
+    ck_assert_uint_eq(r.policy->weight, 7);
+    ck_assert(memcmp(&route_policy_none, &zero, sizeof(zero)) == 0);
+    route_free_fields(&r); /* frees the copy and its strings (ASan checks) */
+    ck_assert_ptr_eq(r.policy, &route_policy_none);
+    route_free_fields(&r); /* never the shared one */
+
+    /* Read from JSON: routes without a policy key share it, the others own one in the arena. */
+    struct buf text;
+    struct route_table *t = full_table();
+    struct route_table *back = wire(t, &text);
+    ck_assert_ptr_eq(t->routes[1].policy, &route_policy_none);
+    ck_assert_ptr_eq(back->routes[1].policy, &route_policy_none);
+    ck_assert_ptr_ne(back->routes[0].policy, &route_policy_none);
+    ck_assert_ptr_ne(back->routes[0].policy, t->routes[0].policy);
+    buf_free(&text);
+    route_table_free(back);
+    route_table_free(t);
+
+    /* Compared by value: a policy of its own that sets nothing equals the shared one. */
+    char err[256] = "";
+    int rc;
+    struct route_table *plain = load(example, err, sizeof(err), &rc);
+    ck_assert_msg(rc == 0, "%s", err);
+    char *text0 = edit("\"cluster\":\"b:8080\"", "\"cluster\":\"b:8080\",\"weight\":0");
+    char *text5 = edit("\"cluster\":\"b:8080\"", "\"cluster\":\"b:8080\",\"weight\":5");
+    struct route_table *own0 = load(text0, err, sizeof(err), &rc);
+    ck_assert_msg(rc == 0, "%s", err);
+    struct route_table *own5 = load(text5, err, sizeof(err), &rc);
+    ck_assert_msg(rc == 0, "%s", err);
+    ck_assert_ptr_eq(plain->routes[1].policy, &route_policy_none);
+    ck_assert_ptr_ne(own0->routes[1].policy, &route_policy_none);
+    ck_assert_uint_eq(own5->routes[1].policy->weight, 5);
+    ck_assert(route_table_equal(plain, own0));
+    ck_assert(route_table_equal(own0, plain));
+    ck_assert(!route_table_equal(plain, own5));
+    ck_assert(!route_table_equal(own5, own0));
+    route_table_free(plain);
+    route_table_free(own0);
+    route_table_free(own5);
+    free(text0);
+    free(text5);
+}
+END_TEST
+
 START_TEST(route_snapshot_write_stops_at_the_cap)
 {
     struct route_table *t = full_table();
@@ -565,6 +626,7 @@ int main(void)
     tcase_add_test(tc, route_json_every_field_round_trips);
     tcase_add_test(tc, route_json_writer_escapes_like_json_c);
     tcase_add_test(tc, route_json_read_interns_repeated_strings);
+    tcase_add_test(tc, route_policy_is_shared_until_written);
     tcase_add_test(tc, route_snapshot_write_stops_at_the_cap);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

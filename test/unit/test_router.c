@@ -33,6 +33,7 @@ static void set_route(struct route *r, const struct rspec *s, size_t i)
 {
     char name[32];
     snprintf(name, sizeof(name), "m%zu", i);
+    route_init(r);
     r->ns = xstrdup("default");
     r->svc = xstrdup("svc");
     r->mapping = xstrdup(name);

@@ -27,6 +27,7 @@ static struct route_table *table_new(uint64_t version, size_t n)
         char p[32];
         snprintf(p, sizeof(p), "/r%zu/", i);
         struct route *r = &t->routes[i];
+        route_init(r);
         r->ns = xstrdup("default");
         r->svc = xstrdup("svc");
         r->mapping = xstrdup(p);
