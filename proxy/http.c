@@ -952,6 +952,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
     struct px_conn *c = s->data;
+    c->w->io_seen++;
     if (c->closing)
         return;
     if (nread == UV_ENOBUFS) {

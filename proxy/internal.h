@@ -58,6 +58,8 @@ struct px_shadow;
  * listening socket, so new connections wait in the kernel's backlog (LISTEN_BACKLOG, then the
  * client's SYN retries) instead of costing the worker memory; it resumes below the cap. */
 #define PX_MAX_CONNECTIONS 10000
+/* Non-blocking polls after the last I/O before a worker sleeps (worker.c, busy polling). */
+#define PX_BUSY_POLL 0
 /* Connections accepted per readiness of the listening socket, so one busy worker loop still
  * serves the connections it has between accept bursts. */
 #define PX_ACCEPT_BATCH 64
@@ -298,6 +300,13 @@ struct px_worker {
     uv_async_t wake;
     uv_timer_t sweep;
     uv_timer_t grace;
+    /* Busy polling (worker.c): after I/O, poll without blocking for a while before sleeping. */
+    uv_prepare_t spin_check;
+    uv_idle_t spin;
+    uint64_t io_seen;      /* read callbacks so far (http.c, upstream.c) */
+    uint64_t io_seen_prev; /* ... at the previous poll */
+    unsigned spin_left;    /* non-blocking polls left before sleeping */
+    unsigned spin_polls;   /* --busy-poll: polls per spell; 0 off */
     uv_thread_t thread;
     atomic_bool stop_requested;
     bool stopping;

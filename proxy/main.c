@@ -88,6 +88,17 @@ static int opt_connections(const char *val, void *dst, char *err, size_t errlen)
     return 0;
 }
 
+static int opt_busy_poll(const char *val, void *dst, char *err, size_t errlen)
+{
+    uint64_t v;
+    if (parse_uint(val, 0, 100000, &v) != 0) {
+        snprintf(err, errlen, "expected a number from 0 to 100000, got \"%s\"", val);
+        return -EINVAL;
+    }
+    *(uint32_t *)dst = (uint32_t)v;
+    return 0;
+}
+
 /* Whether the HOST:PORT names a loopback address (127.0.0.0/8, ::1, localhost). */
 static bool admin_is_loopback(const char *hostport)
 {
@@ -190,6 +201,10 @@ int main(int argc, char **argv)
           "client connections per worker; at the cap it stops accepting (default " PX_STR(
               PX_MAX_CONNECTIONS) ")",
           opt_connections, &cfg.limits.max_connections },
+        { "busy-poll", "N",
+          "after serving, poll N more times without blocking before sleeping (default " PX_STR(
+              PX_BUSY_POLL) ")",
+          opt_busy_poll, &cfg.limits.busy_poll },
     };
     opts_parse(argc, argv, opts, ARRAY_SIZE(opts), "legate-proxy",
                "Serves HTTP/1.1 with the routes legate-controller pushes.");

@@ -529,6 +529,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
     struct px_upstream *u = s->data;
+    u->w->io_seen++;
     if (nread == 0 || u->closing)
         return;
     if (u->tls != NULL) {

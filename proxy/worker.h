@@ -9,13 +9,15 @@
 
 struct px_workers;
 
-/* What a client may cost a worker: the proxy's flags of the same names. Defaults are the
- * PX_*_TIMEOUT_MS and PX_MAX_CONNECTIONS constants of internal.h (docs/security.md). */
+/* What a client may cost a worker, and how a worker waits: the proxy's flags of the same
+ * names. Defaults are the PX_*_TIMEOUT_MS, PX_MAX_CONNECTIONS and PX_BUSY_POLL constants of
+ * internal.h (docs/security.md). */
 struct px_limits {
     uint32_t header_timeout_ms; /* a whole request head, from its first byte: else 408 */
     uint32_t body_timeout_ms;   /* between two reads of a request body: else 408 */
     uint32_t idle_timeout_ms;   /* a keep-alive connection between requests */
     uint32_t max_connections;   /* client connections per worker; at the cap, accepting stops */
+    uint32_t busy_poll;         /* --busy-poll: non-blocking polls after I/O before sleeping */
 };
 
 /* Sets the defaults. */

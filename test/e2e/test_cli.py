@@ -5,10 +5,12 @@ import os
 import re
 import stat
 import subprocess
+import time
 
 import pytest
 
 import legate
+from legate import mapping
 
 BINARIES = {"proxy": legate.PROXY_BIN, "controller": legate.CONTROLLER_BIN}
 # A flag each --help must mention: it is the one users reach for first.
@@ -100,3 +102,32 @@ def test_missing_source_dir_exits_2_with_one_line(tmp_path):
     assert cp.returncode == 2, cp
     err = cp.stderr.decode()
     assert err.count("\n") == 1 and "source-dir" in err, repr(err)
+
+
+def cpu_ticks(pid):
+    """utime + stime of all of pid's threads, in clock ticks."""
+    total = 0
+    for t in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def test_busy_poll_serves_then_sleeps(stack):
+    """--busy-poll: requests are served as usual, and once traffic stops the workers sleep
+    again; a worker that kept polling would burn a whole CPU while idle."""
+    stack.start_upstream("a")
+    stack.start_proxy(extra=["--busy-poll", "1000"])
+    stack.start_controller()
+    stack.write_service("u", "default", mapping("u", "/u/", stack.upstreams["a"].addr))
+    stack.wait_route_set({"u"})
+    for i in range(30):
+        r = stack.curl("/u/n%d" % i)
+        assert r.status == 200 and r.json()["path"] == "/n%d" % i, r
+    time.sleep(0.5)
+    t0 = cpu_ticks(stack.proxy.pid)
+    time.sleep(2)
+    used = cpu_ticks(stack.proxy.pid) - t0
+    hz = os.sysconf("SC_CLK_TCK")
+    assert used < hz // 5, "idle proxy used %d ticks in 2 s (%d per second)" % (used, hz)
