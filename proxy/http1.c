@@ -306,6 +306,21 @@ static int check_response_head(struct px_h1_parser *p)
     return 0;
 }
 
+/* The next token of a comma-separated header value at *v (before end): returns it and its
+ * length in *len, and moves *v past it; NULL when none is left. */
+static const char *next_token(const char **v, const char *end, size_t *len)
+{
+    const char *p = *v;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+        p++;
+    const char *tok = p;
+    while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+        p++;
+    *v = p;
+    *len = (size_t)(p - tok);
+    return *len > 0 ? tok : NULL;
+}
+
 /* Notes which names the Connection headers list (conn_lists_*). */
 static void scan_connection_tokens(struct px_h1_parser *p)
 {
@@ -313,17 +328,12 @@ static void scan_connection_tokens(struct px_h1_parser *p)
         if (p->headers[i].kind != PX_H1_CONNECTION)
             continue;
         const char *v = px_h1_at(p, p->headers[i].value);
-        const char *end = v + p->headers[i].value.len;
-        while (v < end) {
-            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-                v++;
-            const char *tok = v;
-            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-                v++;
-            size_t len = (size_t)(v - tok);
+        const char *end = v + p->headers[i].value.len, *tok;
+        size_t len;
+        while ((tok = next_token(&v, end, &len)) != NULL) {
             if (name_is(tok, len, "close"))
                 p->conn_lists_close = true;
-            else if (len > 0 && !name_is(tok, len, "keep-alive"))
+            else if (!name_is(tok, len, "keep-alive"))
                 p->conn_lists_other = true;
         }
     }
@@ -565,14 +575,10 @@ bool px_h1_connection_lists(const struct px_h1_parser *p, const char *name, size
     for (int i = px_h1_find(p, "connection", 0); i >= 0;
          i = px_h1_find(p, "connection", (uint32_t)i + 1)) {
         const char *v = px_h1_at(p, p->headers[i].value);
-        const char *end = v + p->headers[i].value.len;
-        while (v < end) {
-            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-                v++;
-            const char *tok = v;
-            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-                v++;
-            if ((size_t)(v - tok) == len && len > 0 && strncasecmp(tok, name, len) == 0)
+        const char *end = v + p->headers[i].value.len, *tok;
+        size_t n;
+        while ((tok = next_token(&v, end, &n)) != NULL) {
+            if (n == len && strncasecmp(tok, name, len) == 0)
                 return true;
         }
     }

@@ -64,39 +64,36 @@ static void px_config_init(struct px_config *c)
     px_limits_init(&c->limits);
 }
 
-/* uint32_t milliseconds, from 1 ms to an hour. */
+/* A uint32_t flag value from lo to hi; what names the unit in the error. */
+static int opt_u32(const char *val, void *dst, uint64_t lo, uint64_t hi, const char *what,
+                   char *err, size_t errlen)
+{
+    uint64_t v;
+    if (parse_uint(val, lo, hi, &v) != 0) {
+        snprintf(err, errlen, "expected %s from %llu to %llu, got \"%s\"", what,
+                 (unsigned long long)lo, (unsigned long long)hi, val);
+        return -EINVAL;
+    }
+    *(uint32_t *)dst = (uint32_t)v;
+    return 0;
+}
+
+/* Milliseconds, from 1 ms to an hour. */
 static int opt_ms(const char *val, void *dst, char *err, size_t errlen)
 {
-    uint64_t v;
-    if (parse_uint(val, 1, 3600000, &v) != 0) {
-        snprintf(err, errlen, "expected milliseconds from 1 to 3600000, got \"%s\"", val);
-        return -EINVAL;
-    }
-    *(uint32_t *)dst = (uint32_t)v;
-    return 0;
+    return opt_u32(val, dst, 1, 3600000, "milliseconds", err, errlen);
 }
 
-/* uint32_t connection count. */
+/* A connection count. */
 static int opt_connections(const char *val, void *dst, char *err, size_t errlen)
 {
-    uint64_t v;
-    if (parse_uint(val, 1, 1000000, &v) != 0) {
-        snprintf(err, errlen, "expected a number from 1 to 1000000, got \"%s\"", val);
-        return -EINVAL;
-    }
-    *(uint32_t *)dst = (uint32_t)v;
-    return 0;
+    return opt_u32(val, dst, 1, 1000000, "a number", err, errlen);
 }
 
+/* Loop turns of busy polling. */
 static int opt_busy_poll(const char *val, void *dst, char *err, size_t errlen)
 {
-    uint64_t v;
-    if (parse_uint(val, 0, 100000, &v) != 0) {
-        snprintf(err, errlen, "expected a number from 0 to 100000, got \"%s\"", val);
-        return -EINVAL;
-    }
-    *(uint32_t *)dst = (uint32_t)v;
-    return 0;
+    return opt_u32(val, dst, 0, 100000, "a number", err, errlen);
 }
 
 /* Whether the HOST:PORT names a loopback address (127.0.0.0/8, ::1, localhost). */
