@@ -182,8 +182,7 @@ static void on_timer(uv_timer_t *t)
     uint64_t now = uv_now(&c->w->loop);
     if (now < c->timer_deadline) {
         /* Started for an earlier deadline, since moved later: wait for the rest. */
-        c->timer_due = c->timer_deadline;
-        uv_timer_start(t, on_timer, c->timer_deadline - now, 0);
+        px_timer_lazy(t, &c->timer_due, c->timer_deadline, on_timer);
         return;
     }
     c->timer_mode = PX_TIMER_NONE;
@@ -207,19 +206,14 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
-/* Lazy timer: a request arms and disarms the connection's timer several times (idle, head,
- * request), and each uv_timer_start/stop is a heap update. Instead the deadline is recorded,
- * and the running timer is only moved when it would fire too late; one that fires early
- * (for a deadline since moved later, or for a disarmed mode) is started again for the rest
- * or does nothing (on_timer). */
+/* The connection's timer is lazy (px_timer_lazy): arming records the mode's deadline,
+ * disarming only the mode; a fire for a deadline since moved later, or for a disarmed mode,
+ * starts it again for the rest or does nothing (on_timer). */
 static void arm(struct px_conn *c, enum px_timer_mode mode, uint64_t ms)
 {
     c->timer_mode = mode;
     c->timer_deadline = uv_now(&c->w->loop) + ms;
-    if (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due <= c->timer_deadline)
-        return;
-    c->timer_due = c->timer_deadline;
-    uv_timer_start(&c->timer, on_timer, ms, 0);
+    px_timer_lazy(&c->timer, &c->timer_due, c->timer_deadline, on_timer);
 }
 
 static void disarm(struct px_conn *c)

@@ -587,14 +587,8 @@ bool px_h1_connection_lists(const struct px_h1_parser *p, const char *name, size
 
 bool px_h1_is_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const hop[] = { "connection",       "keep-alive", "te",
-                                       "trailer",          "upgrade",    "proxy-connection",
-                                       "transfer-encoding" };
-    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++) {
-        if (name_is(name, len, hop[i]))
-            return true;
-    }
-    return false;
+    uint8_t k = classify(name, len);
+    return k == PX_H1_HOP || k == PX_H1_CONNECTION;
 }
 
 /* Whether a route's edits remove header name: listed in remove, or replaced by an addition

@@ -77,15 +77,10 @@ static void rearm(struct px_pol *pol)
         next = pol->try_deadline;
     if (pol->idle_ms && c->state != PX_REQ_IDLE && pol->last_io + pol->idle_ms < next)
         next = pol->last_io + pol->idle_ms;
-    /* Lazy, as the connection's timer (http.c arm): a timer due no later than next stays, and
-     * one with nothing left to time runs out; on_timer checks every deadline and starts it
-     * again for what remains. Each request moves these deadlines a few times; this spares a
-     * timer-heap update each time. */
-    if (next == UINT64_MAX || (uv_is_active((uv_handle_t *)&pol->timer) && pol->timer_due <= next))
-        return;
-    uint64_t now = now_of(c);
-    pol->timer_due = next > now ? next : now;
-    uv_timer_start(&pol->timer, on_timer, next > now ? next - now : 0, 0);
+    /* Lazy (px_timer_lazy): one with nothing left to time runs out; on_timer checks every
+     * deadline and calls this again for what remains. */
+    if (next != UINT64_MAX)
+        px_timer_lazy(&pol->timer, &pol->timer_due, next, on_timer);
 }
 
 static void on_timer(uv_timer_t *t)

@@ -337,5 +337,10 @@ void px_worker_conn_freed(struct px_worker *w);
  * Returns 0 when everything was written, 1 when the rest is queued (cb follows), or a
  * negative libuv error. */
 int px_stream_write(uv_stream_t *s, uv_write_t *req, uv_buf_t *bufs, unsigned n, uv_write_cb cb);
+/* A lazy timer (the connection's and the policy's): starts t to fire at loop time deadline,
+ * unless it is active and due no later already (*due records when it fires). A request moves
+ * its deadlines several times, each uv_timer_start a heap update; this moves the timer only
+ * when it would fire too late. cb must expect early fires and call this again for the rest. */
+void px_timer_lazy(uv_timer_t *t, uint64_t *due, uint64_t deadline, uv_timer_cb cb);
 
 #endif

@@ -127,6 +127,15 @@ int px_stream_write(uv_stream_t *s, uv_write_t *req, uv_buf_t *bufs, unsigned n,
     return r < 0 ? r : 1;
 }
 
+void px_timer_lazy(uv_timer_t *t, uint64_t *due, uint64_t deadline, uv_timer_cb cb)
+{
+    if (uv_is_active((uv_handle_t *)t) && *due <= deadline)
+        return;
+    uint64_t now = uv_now(t->loop);
+    *due = deadline > now ? deadline : now;
+    uv_timer_start(t, cb, deadline > now ? deadline - now : 0, 0);
+}
+
 void px_limits_init(struct px_limits *l)
 {
     l->header_timeout_ms = PX_HEADER_TIMEOUT_MS;
